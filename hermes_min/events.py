@@ -1,0 +1,72 @@
+"""The events a stream puts on its queue: the one vocabulary shared by every consumer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import StreamError
+from .message import Message
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text, in order."""
+
+    text: str
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        return {"type": "text", "text": self.text}
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning (never part of the answer)."""
+
+    text: str
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        return {"type": "reasoning", "text": self.text}
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """The model began a tool call; `index` is its position in creation order."""
+
+    index: int
+    name: str
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        return {"type": "tool_call", "index": self.index, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Done:
+    """The response ended normally; `message` is the whole of it."""
+
+    message: Message
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        return {"type": "done", "message": self.message.to_dict()}
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The response ended in an error; `error.partial` holds what arrived before it."""
+
+    error: StreamError
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        partial = self.error.partial
+        return {
+            "type": "error",
+            "error": self.error.to_dict(),
+            "partial": partial.to_dict() if partial is not None else None,
+        }
+
+
+Event = (TextDelta, ReasoningDelta, ToolCallStarted, Done, Failed)

@@ -1,0 +1,239 @@
+"""Reads one chat-completions response (status, content type, body reads) into events."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+from .accumulate import Accumulator
+from .errors import StreamError
+from .events import Done, Failed
+from .message import Message
+from .sse import SSEDecoder
+
+_ERROR_BODY_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
+_HINTS = {
+    401: "check the API key (provider.api_key, OPENAI_API_KEY or --api-key)",
+    403: "the key is not allowed to use this model or endpoint",
+    404: "check the base URL and the model name",
+}
+
+
+class BodyFolder:
+    """Feed it the body's reads; it returns events, ending with one Done or Failed."""
+
+    def __init__(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+        self.status = status
+        self.content_type = (content_type or "").split(";")[0].strip().lower()
+        self.done = False  # nothing more needs reading: [DONE], an error, or the end
+        self._acc = Accumulator()
+        self._sse = SSEDecoder() if self._is_sse() else None
+        self._body = bytearray()
+        self._saw_done = self._failed = self._finished = False
+
+    def feed(self, read: bytes) -> list:
+        """Fold one read of the body."""
+        if self.done or not read:
+            return []
+        if self._sse is None:
+            if self.status == 200 or len(self._body) < _ERROR_BODY_LIMIT:
+                self._body += read
+            return []
+        return self._events(self._sse.feed(read))
+
+    def finish(self) -> list:
+        """The body ended (or [DONE] came): the last events, ending in Done or Failed."""
+        if self._failed or self._finished:
+            return []
+        self._finished = self.done = True
+        if self._sse is None:
+            return self._whole_body()
+        events: list = []
+        if not self._saw_done:
+            pending = self._sse.close()
+            if pending is not None and _parses(pending[1]):
+                events = self._events([pending])  # a last event without its blank line
+        if self._failed:
+            return events
+        if self._saw_done or self._acc.finish_reason:
+            return [*events, Done(self._acc.message())]
+        return [*events, self._fail("incomplete", "the stream ended before the answer was done")]
+
+    def partial(self) -> Message:
+        """What has arrived so far."""
+        return self._acc.message()
+
+    def _is_sse(self) -> bool:
+        if self.status != 200:
+            return False
+        return self.content_type not in ("application/json", "text/html")
+
+    def _events(self, pairs: Iterable[tuple[str, str]]) -> list:
+        events: list = []
+        for kind, data in pairs:
+            if data.strip() == "[DONE]":
+                self.done = self._saw_done = True  # nothing after [DONE] is read
+                break
+            failure = self._chunk(kind, data, events)
+            if failure is not None:
+                events.append(failure)
+                break
+        return events
+
+    def _chunk(self, kind: str, data: str, events: list) -> Failed | None:
+        chunk = _object(data)
+        if not isinstance(chunk, dict):
+            return self._fail("invalid_json", chunk)
+        events.extend(self._acc.feed(chunk))
+        if chunk.get("error"):
+            return self._fail("api_error", _provider_error(chunk))
+        if kind == "error":  # `event: error` whose body is the error object itself
+            return self._fail("api_error", _provider_error({"error": chunk}))
+        return None
+
+    def _whole_body(self) -> list:
+        if self.status != 200:
+            return [self._http_failure()]
+        if self.content_type == "text/html":
+            page = _html_title(bytes(self._body))
+            return [
+                self._fail(
+                    "http_error", f"expected an event stream, got an HTML page: {page}", status=200
+                )
+            ]
+        return self._json_body()
+
+    def _json_body(self) -> list:
+        # A 200 application/json body is the server ignoring `stream: true`: the whole answer.
+        obj = _object(self._body.decode("utf-8", "replace"))
+        if not isinstance(obj, dict):
+            return [self._fail("invalid_json", obj)]
+        events = self._acc.feed(obj)
+        if obj.get("error"):
+            return events + [self._fail("api_error", _provider_error(obj))]
+        return events + [Done(self._acc.message())]
+
+    def _http_failure(self) -> Failed:
+        body = bytes(self._body)
+        detail, param = _describe(body, self.content_type)
+        error = self._fail("http_error", _status_line(self.status, detail), status=self.status)
+        error.error.retry = _retry_hint(self.status, detail, param, body)
+        return error
+
+    def _fail(self, kind: str, message: str, status: int | None = None) -> Failed:
+        self.done = self._failed = True
+        return Failed(StreamError(kind, message, status=status, partial=self._acc.message()))
+
+
+def replay(
+    reads: Iterable[bytes], status: int = 200, content_type: str = "text/event-stream"
+) -> Message:
+    """Fold a recorded body into its Message with the live client's parser; raise StreamError."""
+    folder = BodyFolder(status, content_type)
+    for read in reads:
+        _raise_on_failure(folder.feed(read))
+        if folder.done:
+            break
+    events = folder.finish()
+    _raise_on_failure(events)
+    return events[-1].message
+
+
+def _raise_on_failure(events: list) -> None:
+    if events and isinstance(events[-1], Failed):
+        raise events[-1].error
+
+
+def _object(data: str) -> dict | str:
+    """The JSON object in `data`, or the message saying why there is none."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return f"the server sent data that is not JSON: {_clip(data)}"
+    return (
+        obj
+        if isinstance(obj, dict)
+        else f"the server sent JSON that is not an object: {_clip(data)}"
+    )
+
+
+def _provider_error(obj: dict) -> str:
+    return "the provider reported an error: " + _error_text(obj)
+
+
+def _parses(data: str) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
+
+
+def _clip(text: str, width: int = 80) -> str:
+    """A one-line excerpt: a 5 MB line of garbage must not become a 5 MB error message."""
+    flat = " ".join(text.split())
+    return repr(flat[:width] + ("..." if len(flat) > width else ""))
+
+
+def _error_text(obj: dict) -> str:
+    error = obj.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg") or error
+    else:
+        message = error
+    if message in (None, "", True):
+        return "no message given"
+    return message if isinstance(message, str) else json.dumps(message)[:300]
+
+
+def _describe(body: bytes, content_type: str) -> tuple[str, Any]:
+    """The provider's message and the `param` it blamed, from an error body of any shape."""
+    text = body.decode("utf-8", "replace")
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        for key in ("error", "message", "detail"):
+            if obj.get(key):
+                error = obj.get("error")
+                param = error.get("param") if isinstance(error, dict) else None
+                return _error_text({"error": obj[key]}), param
+    if content_type == "text/html" or text.lstrip()[:1] == "<":
+        return "HTML page (a proxy?): " + _html_title(body), None
+    return " ".join(text.split())[:200] or "empty body", None
+
+
+def _html_title(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    words = re.sub(r"<[^>]+>", " ", match.group(1) if match else text)
+    return " ".join(words.split())[:120] or "no title"
+
+
+def _status_line(status: int, detail: str) -> str:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    hint = _HINTS.get(status)
+    line = f"HTTP {status} {reason}".rstrip() + f": {detail}"
+    return f"{line} ({hint})" if hint else line
+
+
+def _retry_hint(status: int, detail: str, param: Any, body: bytes) -> str | None:
+    """Which request change could succeed where this one failed (providers.md §5.2)."""
+    text = body.decode("utf-8", "replace").lower()
+    if status in (400, 422, 500) and ("stream_options" in text or "include_usage" in text):
+        return "drop_stream_options"  # Mistral 422, Azure AI Foundry 400, Bedrock via LiteLLM 500
+    if status == 400 and (param == "stream" or _refuses_streaming(detail.lower())):
+        return "non_streaming"
+    return None
+
+
+def _refuses_streaming(detail: str) -> bool:
+    if "stream" not in detail:
+        return False
+    return any(w in detail for w in ("not supported", "unsupported", "verified", "not allowed"))

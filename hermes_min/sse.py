@@ -1,0 +1,95 @@
+"""An incremental WHATWG event-stream decoder: body reads in, (event type, data) pairs out."""
+
+from __future__ import annotations
+
+_BOM = b"\xef\xbb\xbf"
+_TERMINATORS = (b"\n", b"\r")
+
+
+class SSEDecoder:
+    """Feed it reads of any size; it returns each event as soon as its blank line arrives."""
+
+    def __init__(self) -> None:
+        self._head: bytes | None = b""  # bytes seen before the BOM check; None once done
+        self._partial = bytearray()  # an unterminated line carried between reads
+        self._after_cr = False  # the last read ended in CR: a leading LF belongs to it
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        """Decode one read; return the events it completed."""
+        chunk = self._strip_bom(chunk)
+        if not chunk:
+            return []
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the LF of a CRLF that was split across reads
+        self._after_cr = False
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._partial += chunk  # bytearray append: a long line stays linear, not quadratic
+            return []
+        if self._partial:
+            self._partial += chunk
+            chunk = bytes(self._partial)
+            self._partial.clear()
+        lines = chunk.splitlines(True)  # bytes.splitlines breaks on CR, LF, CRLF only (not U+2028)
+        if not lines[-1].endswith(_TERMINATORS):
+            self._partial += lines.pop()
+        elif lines[-1].endswith(b"\r"):
+            self._after_cr = True
+        return self._lines(lines)
+
+    def close(self) -> tuple[str, str] | None:
+        """End of body: return the event that was still open (the caller decides its fate)."""
+        if self._head:
+            self._partial += self._head  # a body shorter than a BOM
+        if self._partial:
+            self._lines([bytes(self._partial)])
+            self._partial.clear()
+        pending = self._take()
+        return pending
+
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        # "The stream must then be parsed by ... UTF-8 decode", which drops one leading BOM,
+        # also when the BOM's three bytes arrive in different reads.
+        if self._head is None:
+            return chunk
+        head = self._head + chunk
+        if len(head) < 3 and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._head = None
+        return head[3:] if head.startswith(_BOM) else head
+
+    def _lines(self, lines: list[bytes]) -> list[tuple[str, str]]:
+        events = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")  # per line, never per read
+            if not line:
+                event = self._take()
+                if event is not None:
+                    events.append(event)
+            elif line[0] != ":":  # "If the line starts with a U+003A COLON character: ignore"
+                self._field(line)
+        return events
+
+    def _field(self, line: str) -> None:
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]  # "If value starts with a U+0020 SPACE character, remove it"
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "error":
+            # Not a spec field: llama.cpp before PR #16109 sent errors as `error: {...}`.
+            # Dropping it (as the spec says for unknown fields) would make a failure look
+            # like an empty success, so it becomes an `error` event.
+            self._event, self._data = "error", [value]
+
+    def _take(self) -> tuple[str, str] | None:
+        # "If the data buffer is an empty string, set the data buffer and the event type
+        # buffer to the empty string and return." We also skip whitespace-only data: there
+        # is nothing in it to parse.
+        data, event = "\n".join(self._data), self._event or "message"
+        self._data, self._event = [], ""
+        return (event, data) if data.strip() else None
