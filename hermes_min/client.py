@@ -1,0 +1,354 @@
+"""The chat-completions protocol: request bodies, the retry and fallback ladder, models."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO, Any, Callable
+from urllib.parse import urlsplit
+
+from . import __version__
+from .connection import HttpSession, SocketSlot
+from .errors import ConfigError, StreamError
+from .events import Failed
+from .message import Message
+from .redact import redact
+from .response import BodyFolder
+from .stream import Stream
+
+log = logging.getLogger(__name__)
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_MAX_WAIT = 60.0  # a Retry-After longer than this is reported, not slept through
+_BODY_LIMIT = 8 * 1024 * 1024
+
+# What a server refused, remembered per (base URL, model) for the life of the process so
+# the second request does not fail the same way ("drop_stream_options", "non_streaming").
+_QUIRKS: dict[tuple[str, str], set[str]] = {}
+_QUIRKS_LOCK = threading.Lock()
+
+
+def normalize_base_url(url: str) -> str:
+    """Accept a base URL with or without /v1 (and with a pasted /chat/completions)."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/chat/completions"):
+        url = url[: -len("/chat/completions")]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"base URL must start with http:// or https://: {url!r}", "provider.base_url"
+        )
+    return url if parts.path not in ("", "/") else url + "/v1"
+
+
+class _Opened:
+    """A response ready for a Stream: live from the socket, or a body already read."""
+
+    def __init__(
+        self, status: int, content_type: str, reads: Iterator[bytes], close: Callable
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self._reads = reads
+        self.close = close
+
+    def reads(self) -> Iterator[bytes]:
+        return self._reads
+
+
+class ChatClient:
+    """Opens chat-completions streams against one OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        model: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+        max_retries: int = 2,
+        ca_bundle: str | None = None,
+        insecure: bool = False,
+        proxy: str | None = None,
+        extra_body: dict | None = None,
+        stream: bool = True,
+        stream_delta_callback: Callable[[str], None] | None = None,
+        on_first_delta: Callable[[], None] | None = None,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self.model = model or None
+        self.max_retries = max_retries
+        self.extra_body = dict(extra_body or {})
+        self.streaming = stream
+        self.stream_delta_callback = stream_delta_callback
+        self.on_first_delta = on_first_delta
+        self._api_key = api_key or None
+        self._http = HttpSession(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+            proxy=proxy,
+        )
+
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        model: str | None = None,
+        record: IO[bytes] | None = None,
+        stream_delta_callback: Callable[[str], None] | None = None,
+        on_first_delta: Callable[[], None] | None = None,
+        **extra: Any,
+    ) -> Stream:
+        """Start a response for `messages`; iterate the Stream for events, or call result()."""
+        body = self._body(messages, tools, model, extra)
+        return _RedactingStream(
+            lambda slot, cancel: self._send(body, slot, cancel),
+            secrets=self._secrets(),
+            stream_delta_callback=stream_delta_callback or self.stream_delta_callback,
+            on_first_delta=on_first_delta or self.on_first_delta,
+            record=record,
+        )
+
+    def complete(self, messages: list[dict], **kwargs: Any) -> Message:
+        """Stream a response to the end and return it (raises StreamError)."""
+        with self.stream(messages, **kwargs) as stream:
+            return stream.result()
+
+    def models(self) -> list[dict]:
+        """The endpoint's models (`GET /models`), as the server describes them."""
+        response = self._http.request(
+            "GET", self.base_url + "/models", headers=self._headers(False)
+        )
+        body = bytearray()
+        try:
+            for read in self._http.reads(response):
+                body += read
+                if len(body) > _BODY_LIMIT:
+                    break
+        finally:
+            response.close()
+        return self._model_list(response.status_code, response.headers, bytes(body))
+
+    def resolve_model(self) -> str:
+        """The model to use: the configured one, else the only one the server serves."""
+        if self.model:
+            return self.model
+        try:
+            ids = [m.get("id") for m in self.models() if isinstance(m, dict) and m.get("id")]
+        except StreamError as error:
+            if error.kind != "http_error":
+                raise  # the server is unreachable: that, not the model, is the news
+            raise ConfigError(
+                f"no model set, and the server's model list failed ({error}); "
+                "pass -m MODEL, set HERMES_MODEL or provider.model",
+                "provider.model",
+            ) from None
+        if len(ids) != 1:
+            offer = (
+                f"the server offers {len(ids)} models, see `hermes models`"
+                if ids
+                else "the server lists none"
+            )
+            raise ConfigError(
+                f"no model set ({offer}); pass -m MODEL, set HERMES_MODEL or provider.model",
+                "provider.model",
+            )
+        self.model = ids[0]
+        return self.model
+
+    def close(self) -> None:
+        """Close pooled connections; safe to call twice."""
+        self._http.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _body(
+        self, messages: list[dict], tools: list[dict] | None, model: str | None, extra: dict
+    ) -> dict:
+        body: dict[str, Any] = {"model": model or self.model, "messages": messages}
+        if self.streaming:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}  # usage arrives only if asked
+        else:
+            body["stream"] = False
+        if tools:
+            body["tools"] = tools
+        body.update(self.extra_body)
+        body.update(extra)
+        return body
+
+    def _send(self, body: dict, slot: SocketSlot, cancel: threading.Event) -> _Opened:
+        if not body.get("model"):
+            body["model"] = self.resolve_model()
+        body = self._apply_quirks(body)
+        attempt = 0
+        while True:
+            try:
+                response = self._post(body, slot)
+            except StreamError as error:
+                if not self._may_retry(error, attempt, cancel, None):
+                    raise
+                attempt += 1
+                continue
+            if response.status_code == 200 or cancel.is_set():
+                return self._live(response, body)
+            opened, error = self._read_refusal(response)
+            change = error.retry
+            if change and self._learn(body, change):
+                body = self._apply_quirks(body)
+                continue
+            if not self._may_retry(error, attempt, cancel, _retry_after(response.headers)):
+                return opened
+            attempt += 1
+
+    def _post(self, body: dict, slot: SocketSlot) -> Any:
+        headers = self._headers(bool(body.get("stream")))
+        return self._http.request(
+            "POST",
+            self.base_url + "/chat/completions",
+            slot=slot,
+            data=json.dumps(body).encode(),
+            headers=headers,
+        )
+
+    def _live(self, response: Any, body: dict) -> _Opened:
+        content_type = response.headers.get("Content-Type", "")
+        if not body.get("stream") and "event-stream" not in content_type:
+            content_type = "application/json"  # we asked for JSON, whatever the label says
+        return _Opened(
+            response.status_code, content_type, self._http.reads(response), response.close
+        )
+
+    def _read_refusal(self, response: Any) -> tuple[_Opened, StreamError]:
+        """Read a non-200 body once: it decides the retry, and is what the stream reports."""
+        body = bytearray()
+        try:
+            for read in self._http.reads(response):
+                body += read
+                if len(body) > 64 * 1024:
+                    break
+        except StreamError:
+            pass  # what arrived is enough to describe the failure
+        finally:
+            response.close()
+        content_type = response.headers.get("Content-Type", "")
+        folder = BodyFolder(response.status_code, content_type)
+        folder.feed(bytes(body))
+        failed = folder.finish()[-1]
+        assert isinstance(failed, Failed)
+        opened = _Opened(response.status_code, content_type, iter([bytes(body)]), lambda: None)
+        return opened, failed.error
+
+    def _may_retry(
+        self, error: StreamError, attempt: int, cancel: threading.Event, retry_after: float | None
+    ) -> bool:
+        """Wait before another try if this failure is worth one; False if it is not."""
+        transient = error.transient or error.status == 429 or (error.status or 0) >= 500
+        if not transient or attempt >= self.max_retries or cancel.is_set():
+            return False
+        delay = retry_after if retry_after is not None else min(0.5 * 2**attempt, 8.0)
+        if delay > _MAX_WAIT:
+            return False
+        delay += random.uniform(0, 0.25)  # jitter: many cron hosts must not retry in step
+        log.info(
+            "%s; retrying in %.1f s (%d of %d)",
+            redact(str(error), self._secrets()),
+            delay,
+            attempt + 1,
+            self.max_retries,
+        )
+        return not cancel.wait(delay)
+
+    def _learn(self, body: dict, change: str) -> bool:
+        """Remember a refusal that a changed request avoids; False if already applied."""
+        if change == "drop_stream_options" and "stream_options" not in body:
+            return False
+        if change == "non_streaming" and not body.get("stream"):
+            return False
+        with _QUIRKS_LOCK:
+            _QUIRKS.setdefault((self.base_url, body.get("model") or ""), set()).add(change)
+        log.info("the server refused %s; retrying without it", change.replace("_", " "))
+        return True
+
+    def _apply_quirks(self, body: dict) -> dict:
+        with _QUIRKS_LOCK:
+            quirks = set(_QUIRKS.get((self.base_url, body.get("model") or ""), ()))
+        body = dict(body)
+        if "drop_stream_options" in quirks or "non_streaming" in quirks:
+            body.pop("stream_options", None)
+        if "non_streaming" in quirks:
+            body["stream"] = False
+        return body
+
+    def _headers(self, streaming: bool) -> dict:
+        headers = {
+            "Accept": "text/event-stream" if streaming else "application/json",
+            # A compressed stream arrives only as fast as the server flushes its compressor.
+            "Accept-Encoding": "identity",
+            "Content-Type": "application/json",
+            "User-Agent": f"hermes_min/{__version__}",
+        }
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
+    def _model_list(self, status: int, headers: Any, body: bytes) -> list[dict]:
+        if status != 200:
+            folder = BodyFolder(status, headers.get("Content-Type", ""))
+            folder.feed(body)
+            error = folder.finish()[-1].error
+            error.message = redact(error.message, self._secrets())
+            raise error
+        try:
+            data = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            raise StreamError("invalid_json", "the model list is not JSON") from None
+        models = data.get("data", data.get("models")) if isinstance(data, dict) else data
+        if not isinstance(models, list):
+            raise StreamError("invalid_json", "the model list has no `data` array")
+        return [m if isinstance(m, dict) else {"id": str(m)} for m in models]
+
+
+class _RedactingStream(Stream):
+    """A Stream whose error messages never carry the client's key."""
+
+    def __init__(self, opener: Any, *, secrets: tuple[str, ...], **kwargs: Any) -> None:
+        self._secrets = secrets
+        super().__init__(opener, **kwargs)
+
+    def _notify(self, event: object) -> None:
+        if isinstance(event, Failed):
+            event.error.message = redact(event.error.message, self._secrets)
+            event.error.args = (event.error.message,)
+        super()._notify(event)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    value = (headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

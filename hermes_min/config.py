@@ -1,0 +1,272 @@
+"""Settings: config.yaml, then the environment, then flags, into frozen dataclasses."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where and how to reach the model."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = field(default=None, repr=False)
+    api_key_file: str | None = None
+    model: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    max_retries: int = 2
+    ca_bundle: str | None = None
+    insecure: bool = False
+    proxy: str | None = field(default=None, repr=False)
+    extra_body: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Whether and how answers are streamed."""
+
+    enabled: bool = True
+    transport: str = "auto"
+    edit_interval: float = 1.5
+    buffer_threshold: int = 40
+    cursor: str = " \u2589"
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    """How the terminal shows a streamed answer."""
+
+    mode: str = "auto"
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The Telegram bot and how it formats answers."""
+
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    api_base: str = "https://api.telegram.org"
+    parse_mode: str = "MarkdownV2"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, resolved; `source` is the file it came from, if any."""
+
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    terminal: TerminalConfig = field(default_factory=TerminalConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    source: str | None = None
+
+
+# The type each key must have: a type, a tuple of types, or a tuple of allowed strings.
+_TYPES: dict[str, dict[str, Any]] = {
+    "provider": {
+        "base_url": str,
+        "api_key": str,
+        "api_key_file": str,
+        "model": str,
+        "connect_timeout": _NUMBER,
+        "read_timeout": _NUMBER,
+        "max_retries": int,
+        "ca_bundle": str,
+        "insecure": bool,
+        "proxy": str,
+        "extra_body": dict,
+    },
+    "streaming": {
+        "enabled": bool,
+        "transport": ("auto", "draft", "edit"),
+        "edit_interval": _NUMBER,
+        "buffer_threshold": int,
+        "cursor": str,
+    },
+    "terminal": {"mode": ("auto", "chars", "lines")},
+    "telegram": {
+        "token": str,
+        "token_file": str,
+        "api_base": str,
+        "parse_mode": ("MarkdownV2", "HTML"),
+    },
+}
+_POSITIVE = {"provider.connect_timeout", "provider.read_timeout", "streaming.edit_interval"}
+_NON_NEGATIVE = {"provider.max_retries", "streaming.buffer_threshold"}
+
+# Environment variables, first found wins; HERMES_* beat the names other tools use.
+_ENV = {
+    "provider.base_url": ("HERMES_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "provider.api_key": ("HERMES_API_KEY", "OPENAI_API_KEY"),
+    "provider.model": ("HERMES_MODEL",),
+    "telegram.token": ("TELEGRAM_BOT_TOKEN",),
+}
+
+
+def config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read, and whether the user named it (so it must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    if env.get("HERMES_CONFIG"):
+        return Path(env["HERMES_CONFIG"]).expanduser(), True
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "hermes" / "config.yaml", False
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read settings: the file, then `env` (default os.environ), then `overrides` ("a.b": v)."""
+    env = os.environ if env is None else env
+    file, named = config_path(path, env)
+    values = _read_file(file, named)
+    source = str(file) if values is not None else None
+    merged = _check(values or {}, source or "config")
+    for key, names in _ENV.items():
+        value = next((env[n] for n in names if env.get(n)), None)
+        if value is not None:
+            merged[key] = value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            merged[key] = _checked(key, value, "the command line")
+    return _secrets_from_files(_build(merged, source), source)
+
+
+def _read_file(file: Path, named: bool) -> dict | None:
+    if not file.is_file():
+        if named:
+            raise ConfigError(f"config file not found: {file}", source=str(file))
+        return None
+    import yaml  # here, not at the top: `hermes --version` must not pay for it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # a pure-Python build has no C one
+    try:
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=loader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {file}: {exc}", source=str(file)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{file}{where}: {problem}", source=str(file)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections", source=str(file))
+    return data
+
+
+def _check(data: dict, source: str) -> dict[str, Any]:
+    """Flatten {section: {key: value}} to {"section.key": value}, rejecting what is unknown."""
+    flat: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in _TYPES:
+            raise ConfigError(
+                f"unknown section {section!r} in {source}{_suggest(section, _TYPES)}",
+                str(section),
+                source,
+            )
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section} in {source} must be a mapping of keys", section, source)
+        for key, value in body.items():
+            name = f"{section}.{key}"
+            if key not in _TYPES[section]:
+                raise ConfigError(
+                    f"unknown key {name} in {source}{_suggest(key, _TYPES[section])}", name, source
+                )
+            if value is not None:
+                flat[name] = _checked(name, value, source)
+    return flat
+
+
+def _checked(name: str, value: Any, source: str) -> Any:
+    """`value` if it has the type `name` needs (numbers from strings allowed on the CLI)."""
+    section, key = name.split(".")
+    want = _TYPES[section][key]
+    if isinstance(want, tuple) and want and isinstance(want[0], str):
+        if value not in want:
+            raise ConfigError(
+                f"{name} in {source} must be one of {', '.join(want)}, not {value!r}", name, source
+            )
+        return value
+    if not _is_a(value, want):
+        raise ConfigError(
+            f"{name} in {source} must be {_type_name(want)}, not {value!r}", name, source
+        )
+    return _in_range(name, float(value) if want is _NUMBER else value, source)
+
+
+def _is_a(value: Any, want: Any) -> bool:
+    if isinstance(value, bool) and want is not bool:
+        return False  # YAML's `yes` is not a number or a string
+    return isinstance(value, want)
+
+
+def _in_range(name: str, value: Any, source: str) -> Any:
+    if name in _POSITIVE and value <= 0:
+        raise ConfigError(f"{name} in {source} must be greater than 0, not {value!r}", name, source)
+    if name in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{name} in {source} must not be negative, not {value!r}", name, source)
+    return value
+
+
+def _type_name(want: Any) -> str:
+    names = {
+        str: "a string",
+        bool: "true or false",
+        int: "a whole number",
+        dict: "a mapping",
+        _NUMBER: "a number",
+        list: "a list",
+    }
+    return names.get(want, str(want))
+
+
+def _suggest(word: Any, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(word), list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _build(flat: dict[str, Any], source: str | None) -> Config:
+    sections = {}
+    for item in fields(Config):
+        if item.name == "source":
+            continue
+        values = {k.split(".")[1]: v for k, v in flat.items() if k.startswith(item.name + ".")}
+        sections[item.name] = item.default_factory(**values)  # type: ignore[misc]
+    return Config(source=source, **sections)
+
+
+def _secrets_from_files(config: Config, source: str | None) -> Config:
+    """Fill api_key / token from their *_file settings (how cron jobs keep secrets)."""
+    provider, telegram = config.provider, config.telegram
+    if not provider.api_key and provider.api_key_file:
+        key = _secret_file(provider.api_key_file, "provider.api_key_file", source)
+        provider = replace(provider, api_key=key)
+    if not telegram.token and telegram.token_file:
+        token = _secret_file(telegram.token_file, "telegram.token_file", source)
+        telegram = replace(telegram, token=token)
+    return replace(config, provider=provider, telegram=telegram)
+
+
+def _secret_file(path: str, key: str, source: str | None) -> str:
+    try:
+        value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}", key, source) from None
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty", key, source)
+    return value
