@@ -1,0 +1,366 @@
+"""The `hermes` command: main(argv) -> exit code. The only place logging is configured."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from . import __version__
+from .errors import HermesError, UsageError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+_SUBCOMMANDS = ("models", "replay")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so the stream is interrupted like Ctrl-C."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad usage as a UsageError (one line, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} -h)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    previous = _on_sigterm()
+    try:
+        return _dispatch(argv)
+    except HermesError as error:
+        _say(str(error))
+        return error.exit_code
+    except BrokenPipeError:
+        return _quiet_pipe()
+    except _Terminated:
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    finally:
+        _restore(previous)
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in _SUBCOMMANDS:
+        command, rest = argv[0], argv[1:]
+    else:
+        command, rest = "ask", argv
+    parser = _parser(command)
+    args = parser.parse_args(rest)
+    _setup_logging(getattr(args, "verbose", False))
+    if command == "models":
+        return _models(args)
+    if command == "replay":
+        return _replay(args)
+    return _ask(args)
+
+
+def _parser(command: str) -> _ArgumentParser:
+    if command == "models":
+        parser = _ArgumentParser(prog="hermes models", description="List the endpoint's models.")
+        _connection_flags(parser)
+        parser.add_argument("--json", action="store_true", help="print the whole list as JSON")
+        return parser
+    if command == "replay":
+        parser = _ArgumentParser(
+            prog="hermes replay", description="Print a recorded response body as a live run would."
+        )
+        parser.add_argument("file", help="a body written by --record (SSE or JSON)")
+        _output_flags(parser)
+        parser.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+        return parser
+    return _ask_parser()
+
+
+def _ask_parser() -> _ArgumentParser:
+    parser = _ArgumentParser(
+        prog="hermes",
+        description="Stream an answer from an OpenAI-compatible endpoint. Piped stdin comes "
+        "first, then a blank line, then the prompt.",
+        epilog="other commands: hermes models, hermes replay FILE",
+    )
+    parser.add_argument("prompt", nargs="*", help="the prompt (words are joined by spaces)")
+    parser.add_argument("-m", "--model", help="model name (HERMES_MODEL, provider.model)")
+    parser.add_argument("-s", "--system", help="system prompt")
+    _connection_flags(parser)
+    parser.add_argument("--no-stream", action="store_true", help="ask for one whole response")
+    parser.add_argument("--no-stdin", action="store_true", help="do not read piped stdin")
+    parser.add_argument("--record", metavar="FILE", help="write the raw response body to FILE")
+    _output_flags(parser)
+    parser.add_argument("--version", action="version", version=f"hermes {__version__}")
+    return parser
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", help="endpoint, with or without /v1 (OPENAI_BASE_URL)")
+    parser.add_argument("--api-key", help="API key (OPENAI_API_KEY; prefer the environment)")
+    parser.add_argument("--ca-bundle", metavar="FILE", help="CA certificates to trust")
+    parser.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say what is retried")
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--show-reasoning", action="store_true", help="reasoning, dim, on stderr")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print only the final message as JSON")
+    out.add_argument("--events", action="store_true", help="print every event as a JSON line")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="hermes: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+    import warnings
+
+    # One loud warning from us about provider.insecure, not one from urllib3 per request.
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .config import load_config
+
+    overrides = {
+        "provider.model": getattr(args, "model", None),
+        "provider.base_url": getattr(args, "base_url", None),
+        "provider.api_key": getattr(args, "api_key", None),
+        "provider.ca_bundle": getattr(args, "ca_bundle", None),
+    }
+    return load_config(args.config, overrides=overrides)
+
+
+def _client(config: Any, stream: bool = True) -> Any:
+    from .client import ChatClient
+
+    p = config.provider
+    return ChatClient(
+        p.base_url,
+        p.api_key,
+        p.model,
+        connect_timeout=p.connect_timeout,
+        read_timeout=p.read_timeout,
+        max_retries=p.max_retries,
+        ca_bundle=p.ca_bundle,
+        insecure=p.insecure,
+        proxy=p.proxy,
+        extra_body=p.extra_body,
+        stream=stream,
+    )
+
+
+def _ask(args: argparse.Namespace) -> int:
+    config = _load(args)
+    messages = _messages(args.system, _prompt(args))
+    streaming = config.streaming.enabled and not args.no_stream
+    with _client(config, streaming) as client, _opened(args.record) as record:
+        client.resolve_model()
+        stream = client.stream(messages, record=record)
+        return _show(stream, args, config.terminal.mode)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .stream import Stream
+
+    config = _load(args)
+    try:
+        source = open(args.file, "rb")  # noqa: SIM115 - closed by the opener's close()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    with source:
+        stream = Stream(lambda slot, cancel: _FileResponse(source))
+        return _show(stream, args, config.terminal.mode)
+
+
+class _FileResponse:
+    """A recorded body read back as if from the socket."""
+
+    status = 200
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        head = source.peek(64)[:64] if hasattr(source, "peek") else b""
+        json_body = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+        self.content_type = "application/json" if json_body else "text/event-stream"
+
+    def reads(self) -> Iterator[bytes]:
+        while True:
+            data = self._source.read(64 * 1024)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        """The file is closed by whoever opened it."""
+
+
+def _show(stream: Any, args: argparse.Namespace, mode: str) -> int:
+    """Run a stream into the chosen output; return the exit code."""
+    output = _output(args, mode)
+    with stream:
+        try:
+            for event in stream:
+                output.handle(event)
+        except KeyboardInterrupt as signal_:
+            stream.interrupt()
+            stream.join(2.0)
+            output.close()
+            _final_json(args, stream, interrupted=True)
+            return EXIT_SIGTERM if isinstance(signal_, _Terminated) else EXIT_SIGINT
+        except BrokenPipeError:
+            stream.interrupt()
+            return _quiet_pipe()
+    output.close()
+    return _finish(stream, args)
+
+
+def _output(args: argparse.Namespace, mode: str) -> Any:
+    from .transports.jsonl import EventWriter
+    from .transports.terminal import TerminalPrinter
+
+    if args.events:
+        return EventWriter(sys.stdout)
+    if args.json:
+        return _Silent()
+    return TerminalPrinter(sys.stdout, sys.stderr, mode=mode, show_reasoning=args.show_reasoning)
+
+
+class _Silent:
+    """--json prints nothing until the end."""
+
+    def handle(self, event: object) -> None:
+        """Ignore the event."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+def _finish(stream: Any, args: argparse.Namespace) -> int:
+    from .errors import StreamError
+
+    try:
+        message = stream.result()
+    except StreamError as error:
+        _final_json(args, stream)
+        if not args.json:
+            _say(str(error))
+        return EXIT_ERROR
+    if args.json:
+        _print_json(message.to_dict())
+    return EXIT_OK
+
+
+def _final_json(args: argparse.Namespace, stream: Any, interrupted: bool = False) -> None:
+    """With --json, print what arrived plus the error, as one object."""
+    from .errors import StreamError
+
+    if not args.json:
+        return
+    try:
+        stream.result()
+        return
+    except StreamError as error:
+        partial = error.partial.to_dict() if error.partial is not None else {}
+        kind = "interrupted" if interrupted else error.kind
+        _print_json({**partial, "error": {**error.to_dict(), "kind": kind}})
+
+
+def _models(args: argparse.Namespace) -> int:
+    with _client(_load(args)) as client:
+        models = client.models()
+    if args.json:
+        _print_json(models)
+    else:
+        for model in models:
+            print(model.get("id", ""))
+    return EXIT_OK
+
+
+def _prompt(args: argparse.Namespace) -> str:
+    prompt = " ".join(args.prompt).strip()
+    piped = "" if args.no_stdin or _isatty(sys.stdin) else _read_stdin()
+    if piped.strip() and prompt:
+        return f"{piped.rstrip()}\n\n{prompt}"
+    text = piped.strip() and piped or prompt
+    if not text.strip():
+        raise UsageError("the prompt is empty: give it as an argument or pipe it on stdin")
+    return text
+
+
+def _read_stdin() -> str:
+    if sys.stdin is None:
+        return ""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _messages(system: str | None, prompt: str) -> list[dict]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": prompt}]
+
+
+@contextlib.contextmanager
+def _opened(path: str | None) -> Iterator[IO[bytes] | None]:
+    if not path:
+        yield None
+        return
+    try:
+        handle = open(path, "wb")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _say(message: str) -> None:
+    """One line on stderr, prefixed `hermes:`."""
+    first = " ".join(str(message).split()) or "error"
+    sys.stderr.write(f"hermes: {first}\n")
+    sys.stderr.flush()
+
+
+def _quiet_pipe() -> int:
+    # The reader went away (`hermes ... | head -1`): no traceback, no noise at exit.
+    # https://docs.python.org/3/library/signal.html#note-on-sigpipe
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _on_sigterm() -> Any:
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None  # not the main thread (a library caller): leave signals alone
+
+
+def _restore(previous: Any) -> None:
+    if previous is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)
