@@ -63,6 +63,8 @@ class _Opened:
 class ChatClient:
     """Opens chat-completions streams against one OpenAI-compatible endpoint."""
 
+    BACKOFF = 0.5  #: seconds before the first retry when the server gives no Retry-After
+
     def __init__(
         self,
         base_url: str = DEFAULT_BASE_URL,
@@ -258,10 +260,10 @@ class ChatClient:
         transient = error.transient or error.status == 429 or (error.status or 0) >= 500
         if not transient or attempt >= self.max_retries or cancel.is_set():
             return False
-        delay = retry_after if retry_after is not None else min(0.5 * 2**attempt, 8.0)
+        delay = retry_after if retry_after is not None else min(self.BACKOFF * 2**attempt, 8.0)
         if delay > _MAX_WAIT:
             return False
-        delay += random.uniform(0, 0.25)  # jitter: many cron hosts must not retry in step
+        delay += random.uniform(0, self.BACKOFF / 2)  # jitter: cron hosts must not retry in step
         log.info(
             "%s; retrying in %.1f s (%d of %d)",
             redact(str(error), self._secrets()),
