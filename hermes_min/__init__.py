@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .client import ChatClient  # noqa: E402
-from .errors import ConfigError, HermesError, StreamError, TelegramError  # noqa: E402
-from .events import Done, Failed, ReasoningDelta, TextDelta, ToolCallStarted  # noqa: E402
-from .message import Message, ToolCall  # noqa: E402
-from .response import replay  # noqa: E402
-from .stream import Stream  # noqa: E402
+# Names load on first use (PEP 562), so `hermes --version` does not pay for requests.
+_EXPORTS = {
+    "ChatClient": "client",
+    "ConfigError": "errors",
+    "Done": "events",
+    "Failed": "events",
+    "HermesError": "errors",
+    "Message": "message",
+    "ReasoningDelta": "events",
+    "Stream": "stream",
+    "StreamError": "errors",
+    "TelegramError": "errors",
+    "TextDelta": "events",
+    "ToolCall": "message",
+    "ToolCallStarted": "events",
+    "load_config": "config",
+    "replay": "response",
+}
 
-__all__ = [
-    "ChatClient",
-    "ConfigError",
-    "Done",
-    "Failed",
-    "HermesError",
-    "Message",
-    "ReasoningDelta",
-    "Stream",
-    "StreamError",
-    "TelegramError",
-    "TextDelta",
-    "ToolCall",
-    "ToolCallStarted",
-    "__version__",
-    "replay",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hermes_min' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

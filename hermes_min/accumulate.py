@@ -39,7 +39,9 @@ class Accumulator:
         """Fold one chunk; return the events it produced."""
         if not self._model and chunk.get("model"):
             self._model = chunk["model"]
-        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+        usage = chunk.get("usage")
+        if not usage and "x_groq" in chunk:
+            usage = (chunk["x_groq"] or {}).get("usage")
         if usage:
             self._usage = usage  # the last non-null wins: running totals and late chunks alike
         choice = _choice_zero(chunk.get("choices"))
@@ -120,6 +122,9 @@ def _choice_zero(choices: Any) -> dict | None:
     """Choice 0 (a missing `index` counts as 0: Cloudflare omits it)."""
     if not choices or not isinstance(choices, list):
         return None
+    first = choices[0]
+    if isinstance(first, dict) and first.get("index", 0) in (0, "0"):
+        return first  # nearly always: servers send one choice
     for choice in choices:
         if isinstance(choice, dict) and choice.get("index", 0) in (0, "0"):
             return choice

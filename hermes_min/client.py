@@ -111,7 +111,7 @@ class ChatClient:
     ) -> Stream:
         """Start a response for `messages`; iterate the Stream for events, or call result()."""
         body = self._body(messages, tools, model, extra)
-        return _RedactingStream(
+        return Stream(
             lambda slot, cancel: self._send(body, slot, cancel),
             secrets=self._secrets(),
             stream_delta_callback=stream_delta_callback or self.stream_delta_callback,
@@ -324,20 +324,6 @@ class ChatClient:
         if not isinstance(models, list):
             raise StreamError("invalid_json", "the model list has no `data` array")
         return [m if isinstance(m, dict) else {"id": str(m)} for m in models]
-
-
-class _RedactingStream(Stream):
-    """A Stream whose error messages never carry the client's key."""
-
-    def __init__(self, opener: Any, *, secrets: tuple[str, ...], **kwargs: Any) -> None:
-        self._secrets = secrets
-        super().__init__(opener, **kwargs)
-
-    def _notify(self, event: object) -> None:
-        if isinstance(event, Failed):
-            event.error.message = redact(event.error.message, self._secrets)
-            event.error.args = (event.error.message,)
-        super()._notify(event)
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -74,7 +74,7 @@ class BodyFolder:
     def _events(self, pairs: Iterable[tuple[str, str]]) -> list:
         events: list = []
         for kind, data in pairs:
-            if data.strip() == "[DONE]":
+            if len(data) < 32 and data.strip() == "[DONE]":
                 self.done = self._saw_done = True  # nothing after [DONE] is read
                 break
             failure = self._chunk(kind, data, events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 _BOM = b"\xef\xbb\xbf"
 _TERMINATORS = (b"\n", b"\r")
+_BLANK = (b"\n", b"\r\n", b"\r")
 
 
 class SSEDecoder:
@@ -63,7 +64,10 @@ class SSEDecoder:
     def _lines(self, lines: list[bytes]) -> list[tuple[str, str]]:
         events = []
         for raw in lines:
-            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")  # per line, never per read
+            if raw[:6] == b"data: ":  # the common case, without the general field parsing
+                self._data.append(raw[6:].rstrip(b"\r\n").decode("utf-8", "replace"))
+                continue
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace") if raw not in _BLANK else ""
             if not line:
                 event = self._take()
                 if event is not None:
@@ -90,6 +94,7 @@ class SSEDecoder:
         # "If the data buffer is an empty string, set the data buffer and the event type
         # buffer to the empty string and return." We also skip whitespace-only data: there
         # is nothing in it to parse.
-        data, event = "\n".join(self._data), self._event or "message"
+        parts, event = self._data, self._event or "message"
         self._data, self._event = [], ""
-        return (event, data) if data.strip() else None
+        data = parts[0] if len(parts) == 1 else "\n".join(parts)
+        return (event, data) if data and not data.isspace() else None

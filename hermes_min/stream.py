@@ -12,6 +12,7 @@ from .connection import SocketSlot
 from .errors import StreamError
 from .events import Done, Failed, ReasoningDelta, TextDelta, ToolCallStarted
 from .message import Message
+from .redact import redact
 from .response import BodyFolder
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class OpenedResponse(Protocol):
 
 
 Opener = Callable[[SocketSlot, threading.Event], OpenedResponse]
+_FIRST_DELTAS = (TextDelta, ReasoningDelta, ToolCallStarted)
+_FINAL = (Done, Failed)
 
 
 class Stream:
@@ -41,12 +44,16 @@ class Stream:
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
         record: IO[bytes] | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
+        self._secrets = secrets  # never in an error message (keys echoed back by a server)
         self.stream_delta_callback = stream_delta_callback
         self.on_first_delta = on_first_delta
         self._opener = opener
         self._record = record
-        self._queue: queue.Queue[list] = queue.Queue()  # one batch of events per body read
+        self._queue: queue.Queue[list] = queue.Queue()  # batches of events, in order
+        self._batch_lock = threading.Lock()
+        self._open_batch: list | None = None  # put on the queue, not yet taken: still growing
         self._slot = SocketSlot()
         self._cancel = threading.Event()
         self._final: Done | Failed | None = None
@@ -57,10 +64,14 @@ class Stream:
 
     def __iter__(self) -> Iterator:
         while self._final is None:
-            for event in self._queue.get():
+            batch = self._queue.get()
+            with self._batch_lock:
+                if batch is self._open_batch:
+                    self._open_batch = None  # taken: the worker starts a new batch
+            for event in batch:
                 self._notify(event)
                 yield event
-                if isinstance(event, (Done, Failed)):
+                if type(event) in _FINAL:
                     self._final = event
                     return
 
@@ -102,14 +113,15 @@ class Stream:
     def _notify(self, event: object) -> None:
         # Callbacks run on the thread that takes the events, never on the worker: a slow
         # callback must not hold up reading the socket.
-        if isinstance(event, ToolCallStarted):
+        kind = type(event)
+        if kind is ToolCallStarted:
             self._tool_seen = True
-        if not self._first_seen and isinstance(event, (TextDelta, ReasoningDelta, ToolCallStarted)):
+        if not self._first_seen and kind in _FIRST_DELTAS:
             self._first_seen = True
             if self.on_first_delta is not None:
                 self.on_first_delta()
-        if isinstance(event, TextDelta) and not self._tool_seen and self.stream_delta_callback:
-            self.stream_delta_callback(event.text)
+        if kind is TextDelta and not self._tool_seen and self.stream_delta_callback is not None:
+            self.stream_delta_callback(event.text)  # type: ignore[attr-defined]
 
     def _work(self) -> None:
         folder: BodyFolder | None = None
@@ -119,11 +131,11 @@ class Stream:
             folder = BodyFolder(response.status, response.content_type)
             self._pump(response, folder)
         except StreamError as error:
-            self._queue.put([Failed(self._as_interrupted(error, folder))])
+            self._put([Failed(self._as_interrupted(error, folder))])
         except Exception as exc:  # noqa: BLE001 - the consumer must always get a final event
             log.debug("stream worker failed", exc_info=True)
             error = StreamError("connection", f"unexpected failure: {type(exc).__name__}")
-            self._queue.put([Failed(self._as_interrupted(error, folder))])
+            self._put([Failed(self._as_interrupted(error, folder))])
         finally:
             if response is not None:
                 response.close()
@@ -134,14 +146,29 @@ class Stream:
                 self._record.write(read)
             events = folder.feed(read)
             if events:
-                self._queue.put(events)
+                self._put(events)
             if folder.done or self._cancel.is_set():
                 break
         if self._cancel.is_set() and not folder.done:
             raise StreamError("interrupted", "interrupted")
         final = folder.finish()
         if final:
-            self._queue.put(final)
+            self._put(final)
+
+    def _put(self, events: list) -> None:
+        if type(events[-1]) is Failed and self._secrets:
+            error = events[-1].error
+            error.message = redact(error.message, self._secrets)
+            error.args = (error.message,)
+        # While the consumer has not taken the last batch, new events join it: one queue
+        # hand-off (and thread wake-up) per batch the consumer takes, not per read, and no
+        # delay when the consumer is already waiting.
+        with self._batch_lock:
+            if self._open_batch is not None:
+                self._open_batch.extend(events)
+                return
+            self._open_batch = batch = list(events)
+        self._queue.put(batch)
 
     def _as_interrupted(self, error: StreamError, folder: BodyFolder | None) -> StreamError:
         if error.partial is None and folder is not None:
