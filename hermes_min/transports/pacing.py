@@ -1,0 +1,82 @@
+"""When the next Bot API call to a chat may go out: one budget per chat for every method."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+# "avoid sending more than one message per second" to a chat, and "not more than 20
+# messages per minute to the same group" (Bots FAQ). Sends, edits, deletes, typing and
+# drafts all draw on the same budget: penalties escalate when they are paced apart.
+GROUP_LIMIT = 20
+GROUP_WINDOW = 60.0
+GROUP_INTERVAL = GROUP_WINDOW / GROUP_LIMIT  # paced at 3 s, a group never meets its wall
+
+
+class ChatBudget:
+    """The pacing of one chat: a minimum interval, a per-window cap for groups, 429 pauses."""
+
+    def __init__(self, interval: float, group: bool, budgets: Budgets) -> None:
+        self.group = group
+        self.interval = max(interval, budgets.group_interval) if group else interval
+        self._window = budgets.group_window
+        self._clock = budgets.clock
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._paused_until = float("-inf")
+        self._recent: deque[float] = deque(maxlen=budgets.group_limit)
+
+    def ready_at(self) -> float:
+        """The clock time at which the next call may go out."""
+        with self._lock:
+            ready = max(self._last + self.interval, self._paused_until)
+            if self.group and len(self._recent) == self._recent.maxlen:
+                ready = max(ready, self._recent[0] + self._window)
+            return ready
+
+    def ready(self) -> bool:
+        """Whether a call may go out now."""
+        return self._clock() >= self.ready_at()
+
+    def spend(self) -> None:
+        """Record a call going out now."""
+        now = self._clock()
+        with self._lock:
+            self._last = now
+            self._recent.append(now)
+
+    def pause(self, seconds: float) -> None:
+        """Telegram said 429: nothing more to this chat for exactly `seconds`."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class Budgets:
+    """One ChatBudget per chat, shared by every streamer of a process."""
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        group_interval: float = GROUP_INTERVAL,
+        group_limit: int = GROUP_LIMIT,
+        group_window: float = GROUP_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.group_interval = group_interval
+        self.group_limit = group_limit
+        self.group_window = group_window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._chats: dict[int | str, ChatBudget] = {}
+
+    def for_chat(self, chat_id: int | str) -> ChatBudget:
+        """The budget of `chat_id` (negative ids are groups)."""
+        with self._lock:
+            if chat_id not in self._chats:
+                group = isinstance(chat_id, int) and chat_id < 0
+                self._chats[chat_id] = ChatBudget(self.interval, group, self)
+            return self._chats[chat_id]

@@ -1,0 +1,385 @@
+"""Streams one answer into a Telegram chat: a live preview (draft or edits), then the final."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import TelegramError
+from ..events import Done, Failed, TextDelta
+from . import botapi
+from .markdown import interim, render, render_plain, split, visible
+from .pacing import Budgets
+
+log = logging.getLogger(__name__)
+
+TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
+DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
+FINAL_ATTEMPTS = 6
+MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
+
+
+@dataclass
+class Delivery:
+    """What reached the chat; `already_sent` is the original design's contract."""
+
+    parts_total: int = 0
+    parts_sent: int = 0
+    message_ids: list = field(default_factory=list)
+    answer_complete: bool = False
+    error: TelegramError | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def already_sent(self) -> bool:
+        """Every part of the final message is in the chat: never send it again."""
+        return self.parts_total > 0 and self.parts_sent == self.parts_total
+
+    @property
+    def complete(self) -> bool:
+        """The whole answer, uncut, is in the chat."""
+        return self.already_sent and self.answer_complete
+
+    def describe(self) -> str:
+        """One line: what was and was not delivered."""
+        if self.complete:
+            return f"delivered the whole answer in {self.parts_sent} message(s)"
+        said = [f"delivered {self.parts_sent} of {self.parts_total} part(s)"]
+        if not self.answer_complete:
+            said.append("the answer itself was cut off")
+        if self.error is not None:
+            said.append(str(self.error))
+        return "; ".join(said + self.notes)
+
+
+class _Stop(Exception):
+    """The chat refuses us (blocked, not found, forbidden): stop without retrying."""
+
+
+class TelegramStreamer:
+    """Feed it stream events with handle(); close() delivers the final and returns a Delivery."""
+
+    RETRY_BACKOFF = 1.0  #: seconds before the first retry of a final part after a 5xx
+
+    def __init__(
+        self,
+        api: botapi.BotAPI,
+        chat_id: int | str,
+        *,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        enabled: bool = True,
+        transport: str = "auto",
+        edit_interval: float = 1.5,
+        buffer_threshold: int = 40,
+        cursor: str = " \u2589",
+        parse_mode: str = "MarkdownV2",
+        budgets: Budgets | None = None,
+    ) -> None:
+        self._api, self._chat, self._thread, self._reply_to = api, chat_id, thread_id, reply_to
+        self._enabled, self._threshold, self._cursor = enabled, buffer_threshold, cursor
+        self._parse_mode = parse_mode
+        self._budgets = budgets or Budgets(edit_interval)
+        self._budget = self._budgets.for_chat(chat_id)
+        self._clock: Callable[[], float] = self._budgets.clock
+        private = isinstance(chat_id, int) and chat_id > 0
+        # Drafts exist only in private chats ("unique identifier for the target private chat").
+        self._mode = (
+            "draft" if transport == "draft" or (transport == "auto" and private) else "edit"
+        )
+        self._draft_id = _new_draft_id()
+        self._cond = threading.Condition()
+        self._text = ""
+        self._end: object = None
+        self._preview_id: int | None = None
+        self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
+        self._typing_at = float("-inf")
+        self._plain_only = False
+        self._migrated = self._thread_dropped = False
+        self.delivery = Delivery()
+        self._thread_obj = threading.Thread(target=self._run, name="hermes-telegram", daemon=True)
+        self._thread_obj.start()
+
+    def handle(self, event: object) -> None:
+        """Take one event; never blocks on the network."""
+        with self._cond:
+            if isinstance(event, TextDelta):
+                self._text += event.text
+            elif isinstance(event, (Done, Failed)):
+                self._end = event
+            else:
+                return
+            self._cond.notify()
+
+    def close(self) -> Delivery:
+        """Wait for the final delivery (ending the answer if no final event came)."""
+        with self._cond:
+            if self._end is None:
+                self._end = "closed"
+            self._cond.notify()
+        self._thread_obj.join()
+        return self.delivery
+
+    def __enter__(self) -> TelegramStreamer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- the sender thread
+
+    def _run(self) -> None:
+        try:
+            end = self._preview_loop()
+            self._finish(end)
+        except _Stop as stop:
+            self.delivery.error = stop.args[0]
+        except TelegramError as error:
+            self.delivery.error = error
+        except Exception as exc:  # noqa: BLE001 - the caller must always get a Delivery
+            log.debug("telegram streamer failed", exc_info=True)
+            self.delivery.error = TelegramError("stream", f"unexpected {type(exc).__name__}")
+
+    def _preview_loop(self) -> object:
+        while True:
+            with self._cond:
+                if self._end is None:
+                    self._cond.wait(self._sleep_for())
+                text, end = self._text, self._end
+            if end is not None:
+                return end
+            self._step(text)
+
+    def _sleep_for(self) -> float:
+        due = []
+        if self._frame_wanted(self._text):
+            due.append(self._budget.ready_at())
+        if not self._shown:
+            due.append(max(self._typing_at + TYPING_EVERY, self._budget.ready_at()))
+        elif self._mode == "draft":
+            due.append(self._shown_at + DRAFT_KEEPALIVE)
+        wait = min(due) - self._clock() if due else 1.0
+        return min(max(wait, 0.005), 1.0)
+
+    def _frame_wanted(self, text: str) -> bool:
+        return self._enabled and len(text) - self._shown_len >= max(self._threshold, 1)
+
+    def _step(self, text: str) -> None:
+        if not self._budget.ready():
+            return
+        if self._frame_wanted(text):
+            self._frame(text)
+        elif self._shown and self._mode == "draft":
+            if self._clock() - self._shown_at >= DRAFT_KEEPALIVE:
+                self._frame(text, keepalive=True)  # same text, same draft_id: nothing animates
+        elif not self._shown and self._clock() - self._typing_at >= TYPING_EVERY:
+            self._typing()
+
+    def _typing(self) -> None:
+        self._typing_at = self._clock()
+        self._interim_call(
+            self._api.send_chat_action, self._chat, "typing", message_thread_id=self._thread
+        )
+
+    def _frame(self, text: str, keepalive: bool = False) -> None:
+        body = interim(render_plain(text), self._cursor)
+        if body == self._shown and not keepalive:
+            self._shown_len = len(text)  # identical frames are not sent
+            return
+        if self._send_frame(body):
+            self._shown, self._shown_len, self._shown_at = body, len(text), self._clock()
+
+    def _send_frame(self, body: str) -> bool:
+        if self._mode == "draft":
+            return self._interim_call(
+                self._api.send_message_draft,
+                self._chat,
+                self._draft_id,
+                body,
+                message_thread_id=self._thread,
+            )
+        if self._preview_id is not None:
+            return self._interim_call(
+                self._api.edit_message_text,
+                self._chat,
+                self._preview_id,
+                body,
+                disable_link_preview=True,
+            )
+        sent = self._interim_call(
+            self._api.send_message,
+            self._chat,
+            body,
+            message_thread_id=self._thread,
+            reply_to_message_id=self._reply_to,
+            disable_link_preview=True,
+        )
+        if isinstance(sent, dict):
+            self._preview_id = sent.get("message_id")
+        return bool(sent)
+
+    def _interim_call(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+        """One preview call; failures drop the frame (the next one supersedes it)."""
+        self._budget.spend()
+        try:
+            return method(*args, **kwargs)
+        except TelegramError as error:
+            return self._interim_failed(error)
+
+    def _interim_failed(self, error: TelegramError) -> bool:
+        if botapi.is_not_modified(error):
+            return True
+        if botapi.is_rate_limited(error):
+            self._budget.pause(error.retry_after or 1.0)  # never a reason to leave drafts
+        elif botapi.is_fatal_for_chat(error):
+            raise _Stop(error)
+        elif not self._recover(error) and self._mode == "draft":
+            self._mode = "edit"  # once per answer: drafts refused here, edits work everywhere
+            log.info(
+                "drafts refused in chat %s (%s); streaming by edits", self._chat, error.description
+            )
+        return False
+
+    def _recover(self, error: TelegramError) -> bool:
+        """Fix what a changed target can fix (moved group, closed topic, lost preview)."""
+        if error.migrate_to_chat_id and not self._migrated:
+            self._migrated = True
+            self._note(f"the group moved to chat {error.migrate_to_chat_id}; sent there")
+            self._chat = error.migrate_to_chat_id
+            self._budget = self._budgets.for_chat(self._chat)
+            return True
+        if botapi.is_thread_gone(error) and self._thread is not None and not self._thread_dropped:
+            self._thread_dropped = True
+            self._note(f"topic {self._thread} is gone; sent to the chat itself")
+            self._thread = None
+            return True
+        if botapi.is_message_gone(error) and self._preview_id is not None:
+            self._preview_id = None  # "message to edit not found": continue in a new message
+            return True
+        return False
+
+    def _note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.delivery.notes.append(text)
+
+    # ---------------------------------------------------------------- the final message
+
+    def _finish(self, end: object) -> None:
+        content, complete = _final_text(end, self._text)
+        self.delivery.answer_complete = complete
+        parts = self._parts(content)
+        self.delivery.parts_total = len(parts)
+        for index, (formatted, plain) in enumerate(parts):
+            self._deliver(index, formatted, plain)
+
+    def _parts(self, content: str) -> list[tuple[str, str]]:
+        """(formatted, plain) for each message the answer needs, measured after rendering."""
+        try:
+            rendered = render(content, self._parse_mode)
+            return [(p, visible(p, self._parse_mode)) for p in split(rendered, self._parse_mode)]
+        except ValueError:  # e.g. one link longer than a message: formatting cannot fit
+            self._plain_only = True
+            return [(p, p) for p in split(render_plain(content), None)]
+
+    def _deliver(self, index: int, formatted: str, plain: str) -> None:
+        if not self._plain_only:
+            try:
+                return self._record(self._final_call(index, formatted, self._parse_mode))
+            except TelegramError as error:
+                if not botapi.is_parse_error(error):
+                    raise
+                self._plain_only = True  # once: the rest of the answer goes out plain too
+                self._note(
+                    f"Telegram rejected the formatting ({error.description}); sent as plain text"
+                )
+        self._record(self._final_call(index, plain, None))
+
+    def _record(self, message_id: int | None) -> None:
+        self.delivery.parts_sent += 1
+        if message_id is not None:
+            self.delivery.message_ids.append(message_id)
+
+    def _final_call(self, index: int, text: str, mode: str | None) -> int | None:
+        waited, error = 0.0, None
+        for attempt in range(FINAL_ATTEMPTS):
+            waited += self._wait_for_budget()
+            if waited > MAX_FINAL_WAIT:
+                break
+            self._budget.spend()
+            try:
+                return self._send_part(index, text, mode)
+            except TelegramError as failure:
+                error = failure
+                if not self._final_retryable(failure, index, attempt):
+                    raise
+        raise error or TelegramError("sendMessage", f"still rate limited after {waited:.0f} s")
+
+    def _send_part(self, index: int, text: str, mode: str | None) -> int | None:
+        if index == 0 and self._preview_id is not None:
+            # The edit transport always ends with this formatting edit, even for equal text.
+            try:
+                self._api.edit_message_text(self._chat, self._preview_id, text, parse_mode=mode)
+            except TelegramError as error:
+                if not botapi.is_not_modified(error):
+                    raise
+            return self._preview_id
+        reply = self._reply_to if index == 0 else (self.delivery.message_ids or [None])[-1]
+        sent = self._api.send_message(
+            self._chat,
+            text,
+            parse_mode=mode,
+            message_thread_id=self._thread,
+            reply_to_message_id=reply,
+        )
+        return sent.get("message_id") if isinstance(sent, dict) else None
+
+    def _final_retryable(self, error: TelegramError, index: int, attempt: int) -> bool:
+        if botapi.is_fatal_for_chat(error) or botapi.is_parse_error(error):
+            return False
+        if botapi.is_rate_limited(error):
+            self._budget.pause(error.retry_after or 1.0)  # the final waits; it is never dropped
+            return True
+        if self._recover(error):
+            return True
+        if botapi.is_transient(error):
+            backoff = min(self.RETRY_BACKOFF * 2.0**attempt, 16.0)
+            self._budget.pause(backoff * random.uniform(0.8, 1.2))
+            return True
+        return False
+
+    def _wait_for_budget(self) -> float:
+        waited = 0.0
+        while True:
+            wait = self._budget.ready_at() - self._clock()
+            if wait <= 0:
+                return waited
+            time.sleep(min(wait, 1.0))
+            waited += min(wait, 1.0)
+
+
+def _final_text(end: object, streamed: str) -> tuple[str, bool]:
+    """The final message's Markdown, and whether it is the whole answer."""
+    if isinstance(end, Done):
+        message = end.message
+        if message.content.strip():
+            return message.content, True
+        names = ", ".join(call.name for call in message.tool_calls)
+        return (f"[the model asked for tools: {names}]" if names else "[empty answer]"), True
+    if isinstance(end, Failed):
+        partial = end.error.partial
+        text = partial.content if partial is not None else streamed
+        reason = "interrupted" if end.error.kind == "interrupted" else end.error.message
+    else:
+        text, reason = streamed, "stopped"
+    note = f"[answer cut off: {reason}]"
+    return (f"{text.rstrip()}\n\n{note}" if text.strip() else note), False
+
+
+def _new_draft_id() -> int:
+    # "draft_id: Unique identifier of the message draft; must be non-zero"; clients keep
+    # it within 32 bits.
+    return random.randint(1, 2**31 - 1)

@@ -1,0 +1,295 @@
+"""The Telegram streamer against the fake Bot API: previews, finals, limits, failures."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from hermes_min.errors import StreamError
+from hermes_min.events import Done, Failed, TextDelta
+from hermes_min.message import Message, ToolCall
+from hermes_min.transports.botapi import BotAPI
+from hermes_min.transports.pacing import Budgets
+from hermes_min.transports.telegram import TelegramStreamer
+from tests.fake_botapi import FakeBotAPI
+
+USER, GROUP = 4242, -100777
+FAST = 0.02  # seconds between calls to one chat, on both sides, so tests stay quick
+
+
+@pytest.fixture
+def fake():
+    with FakeBotAPI(per_chat_interval=FAST, per_chat_burst=3, group_window=1.0) as server:
+        yield server
+        server.assert_clean()  # every payload matched the Bot API spec
+
+
+@pytest.fixture
+def api(fake):
+    with BotAPI(fake.token, fake.api_base) as client:
+        yield client
+
+
+def fast_budgets():
+    return Budgets(FAST, group_interval=FAST, group_window=1.0)
+
+
+def streamer(api, chat=USER, **kwargs):
+    kwargs.setdefault("budgets", fast_budgets())
+    kwargs.setdefault("edit_interval", FAST)
+    kwargs.setdefault("buffer_threshold", 10)
+    return TelegramStreamer(api, chat, **kwargs)
+
+
+def play(fake, out, pieces, method):
+    """Feed pieces, waiting after each until one more preview call reached the fake.
+
+    With edits, the first preview is a sendMessage and later ones are edits.
+    """
+    for piece in pieces:
+        if method == "edits":
+            kind = "editMessageText" if fake.calls_to("sendMessage") else "sendMessage"
+        else:
+            kind = method
+        before = len(fake.calls_to(kind))
+        out.handle(TextDelta(piece))
+        fake.wait_for_calls(before + 1, kind)
+
+
+def finish(out, text):
+    out.handle(Done(Message(content=text, finish_reason="stop")))
+    return out.close()
+
+
+def visible(fake, chat):
+    return [m.text for m in fake.messages(chat) if m.from_bot]
+
+
+def test_private_chat_streams_by_draft_and_ends_with_a_real_message(fake, api):
+    out = streamer(api)
+    play(fake, out, ["Hello there, ", "this is a streamed ", "answer in a DM."], "sendMessageDraft")
+    delivery = finish(out, "Hello there, this is a streamed answer in a DM.")
+    drafts = fake.calls_to("sendMessageDraft")
+    assert len({c.payload["draft_id"] for c in drafts}) == 1 and drafts[0].payload["draft_id"]
+    assert all(c.payload["text"].endswith(" \u2589") for c in drafts)
+    assert not fake.calls_to("editMessageText")
+    assert visible(fake, USER) == ["Hello there, this is a streamed answer in a DM."]
+    assert delivery.complete and delivery.already_sent
+    assert fake.draft(USER) is None  # the real message replaced the draft
+
+
+def test_group_streams_by_edits_and_finishes_with_a_formatting_edit(fake, api):
+    out = streamer(api, GROUP)
+    play(fake, out, ["First words **of** the ", "answer, growing ", "longer and longer."], "edits")
+    delivery = finish(out, "First words **of** the answer, growing longer and longer.")
+    assert not fake.calls_to("sendMessageDraft")
+    assert len(fake.calls_to("sendMessage")) == 1
+    last = fake.calls_to("editMessageText")[-1]
+    assert last.payload["parse_mode"] == "MarkdownV2"
+    [message] = fake.messages(GROUP)
+    assert message.text == "First words of the answer, growing longer and longer."
+    assert [e["type"] for e in message.entities] == ["bold"]
+    assert delivery.complete
+
+
+def test_auto_falls_back_to_edits_once_when_drafts_are_refused(fake, api):
+    fake.fail("sendMessageDraft", 400, "Bad Request: method is not available")
+    out = streamer(api)
+    out.handle(TextDelta("a first piece of text"))
+    fake.wait_for_calls(1, "sendMessageDraft")
+    play(fake, out, [" and more text after"], "sendMessage")
+    play(fake, out, [" and even more text"], "editMessageText")
+    finish(out, "a first piece of text and more text after and even more text")
+    assert len(fake.calls_to("sendMessageDraft")) == 1
+    assert visible(fake, USER) == ["a first piece of text and more text after and even more text"]
+
+
+def test_429_pauses_the_chat_for_retry_after_and_never_leaves_drafts(fake, api):
+    out = streamer(api)
+    play(fake, out, ["some text to show"], "sendMessageDraft")
+    fake.fail("sendMessageDraft", 429, "Too Many Requests: retry after 1", retry_after=1)
+    play(fake, out, [" more text arriving"], "sendMessageDraft")
+    limited = fake.calls_to("sendMessageDraft")[-1]
+    out.handle(TextDelta(" and the rest of it"))
+    delivery = finish(out, "some text to show more text arriving and the rest of it")
+    after = [c for c in fake.calls if c.time > limited.time]
+    assert after and after[0].time - limited.time >= 1.0  # nothing to the chat meanwhile
+    assert not fake.calls_to("editMessageText") and not fake.calls_to("sendMessage")[:-1]
+    assert delivery.complete
+
+
+def test_identical_frames_are_not_sent(fake, api):
+    out = streamer(api, GROUP, buffer_threshold=1)
+    play(fake, out, ["abcdefghij"], "sendMessage")
+    out.handle(TextDelta("   "))  # renders to the same preview: trailing space is trimmed
+    finish(out, "abcdefghij   ")
+    previews = [c.payload["text"] for c in fake.calls_to("editMessageText")[:-1]]
+    assert len(previews) == len(set(previews))
+
+
+def test_ten_thousand_characters_arrive_whole_in_order(fake, api):
+    paragraphs = [f"Paragraph {i}: " + "word " * 60 for i in range(30)]
+    text = "\n\n".join(p.strip() for p in paragraphs)
+    assert len(text) > 9000
+    out = streamer(api, GROUP)
+    play(fake, out, [text[:3000], text[3000:6000]], "edits")
+    delivery = finish(out, text)
+    shown = visible(fake, GROUP)
+    assert len(shown) >= 3 and delivery.parts_sent == len(shown) == delivery.parts_total
+    assert "".join(shown).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(
+        " ", ""
+    )
+    messages = fake.messages(GROUP)
+    assert all(m.reply_to == prev.message_id for prev, m in zip(messages, messages[1:]))
+
+
+def test_forum_topic_gets_thread_id_on_every_call(fake, api):
+    fake.add_topic(GROUP, 77)
+    out = streamer(api, GROUP, thread_id=77)
+    play(fake, out, ["typing then text in a topic"], "sendMessage")
+    finish(out, "typing then text in a topic")
+    for call in fake.calls:
+        if call.method in ("sendMessage", "sendChatAction", "sendMessageDraft"):
+            assert call.payload["message_thread_id"] == 77
+    assert [m.message_thread_id for m in fake.messages(GROUP)] == [77]
+
+
+def test_stale_topic_is_retried_once_without_it(fake, api):
+    out = streamer(api, GROUP, thread_id=99, enabled=False)
+    delivery = finish(out, "answer")
+    assert visible(fake, GROUP) == ["answer"] and delivery.complete
+    assert any("topic 99" in note for note in delivery.notes)
+
+
+@pytest.mark.parametrize(
+    "markdown, seen",
+    [
+        ("use snake_case_names here", "use snake_case_names here"),
+        ("2*3*4 = 24", "2*3*4 = 24"),
+        ("an **unclosed bold", "an **unclosed bold"),
+        ("code: `a < b && c > d`", "code: a < b && c > d"),
+        ("```python\nif a < b and c & d:\n    s = `x`\n```", "if a < b and c & d:\n    s = `x`"),
+        ("[docs](https://example.com/a_(b)) and a.b!", "docs and a.b!"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["MarkdownV2", "HTML"])
+def test_markdown_corner_cases_reach_the_chat_formatted(fake, api, markdown, seen, mode):
+    delivery = finish(streamer(api, GROUP, enabled=False, parse_mode=mode), markdown)
+    assert visible(fake, GROUP) == [seen] and delivery.complete
+    assert fake.calls_to("sendMessage")[-1].payload["parse_mode"] == mode
+
+
+def test_rejected_formatting_is_sent_once_as_plain_text(fake, api):
+    fake.fail("sendMessage", 400, "Bad Request: can't parse entities: Can't find end of Bold")
+    delivery = finish(streamer(api, GROUP, enabled=False), "**bold** and `code`")
+    sends = fake.calls_to("sendMessage")
+    assert len(sends) == 2 and "parse_mode" not in sends[1].payload
+    assert visible(fake, GROUP) == ["bold and code"] and delivery.complete
+
+
+def test_interrupted_answer_keeps_what_was_shown_and_says_it_was_cut(fake, api):
+    out = streamer(api, GROUP)
+    play(fake, out, ["half of an answer"], "sendMessage")
+    error = StreamError("interrupted", "interrupted", partial=Message(content="half of an answer"))
+    out.handle(Failed(error))
+    delivery = out.close()
+    [text] = visible(fake, GROUP)
+    assert text.startswith("half of an answer") and "cut off: interrupted" in text
+    assert delivery.already_sent and not delivery.complete
+    assert "cut off" in delivery.describe()
+
+
+def test_blocked_chat_stops_at_once_without_retries(fake, api):
+    fake.block_chat(USER)
+    out = streamer(api)
+    out.handle(TextDelta("some text that will never arrive"))
+    fake.wait_for_calls(1)
+    delivery = finish(out, "some text that will never arrive")
+    assert len(fake.calls) == 1 and not delivery.already_sent
+    assert "blocked" in delivery.describe()
+
+
+def test_group_upgrade_is_followed_once(fake, api):
+    fake.migrate_chat(GROUP, GROUP - 1)
+    delivery = finish(streamer(api, GROUP, enabled=False), "moved answer")
+    assert visible(fake, GROUP - 1) == ["moved answer"] and delivery.complete
+    assert any(str(GROUP - 1) in note for note in delivery.notes)
+
+
+def test_lost_preview_continues_in_a_new_message(fake, api):
+    out = streamer(api, GROUP)
+    play(fake, out, ["a preview message"], "sendMessage")
+    fake.fail("editMessageText", 400, "Bad Request: message to edit not found", times=5)
+    delivery = finish(out, "a preview message, and its end")
+    assert visible(fake, GROUP)[-1] == "a preview message, and its end" and delivery.complete
+
+
+def test_transient_errors_on_the_final_are_retried(fake, api, monkeypatch):
+    monkeypatch.setattr(TelegramStreamer, "RETRY_BACKOFF", 0.01)
+    fake.fail("sendMessage", 502, times=2)
+    delivery = finish(streamer(api, GROUP, enabled=False), "eventually")
+    assert visible(fake, GROUP) == ["eventually"] and delivery.complete
+
+
+def test_typing_until_the_first_visible_text(fake, api):
+    out = streamer(api, GROUP, buffer_threshold=1000)
+    fake.wait_for_calls(1, "sendChatAction")
+    out.handle(TextDelta("short"))
+    finish(out, "short")
+    assert fake.chat_actions(GROUP)[0] == "typing"
+    assert fake.calls.index(fake.calls_to("sendChatAction")[-1]) < fake.calls.index(
+        fake.calls_to("sendMessage")[0]
+    )
+
+
+def test_streaming_disabled_sends_one_message(fake, api):
+    out = streamer(api, enabled=False)
+    out.handle(TextDelta("x" * 500))
+    delivery = finish(out, "x" * 500)
+    assert not fake.calls_to("sendMessageDraft") and not fake.calls_to("editMessageText")
+    assert len(fake.calls_to("sendMessage")) == 1 and delivery.complete
+
+
+def test_tool_only_answer_says_so(fake, api):
+    out = streamer(api, GROUP, enabled=False)
+    out.handle(
+        Done(Message(tool_calls=[ToolCall("c", "search", "{}")], finish_reason="tool_calls"))
+    )
+    out.close()
+    assert visible(fake, GROUP) == ["[the model asked for tools: search]"]
+
+
+def test_one_budget_per_chat_spaces_every_call(fake, api):
+    budgets = Budgets(0.2, group_interval=0.2, group_window=1.0)
+    out = TelegramStreamer(api, GROUP, edit_interval=0.2, buffer_threshold=5, budgets=budgets)
+    for piece in ["one two ", "three four ", "five six "]:
+        out.handle(TextDelta(piece))
+        fake.wait_for_calls(len(fake.calls) + 1)
+    finish(out, "one two three four five six")
+    times = [c.time for c in fake.calls]
+    assert len(times) >= 4
+    assert all(b - a >= 0.19 for a, b in zip(times, times[1:]))
+
+
+def test_groups_are_paced_at_twenty_a_minute_by_default():
+    budgets = Budgets(1.0)
+    assert budgets.for_chat(GROUP).interval == 3.0 and budgets.for_chat(USER).interval == 1.0
+
+
+def test_the_token_never_appears_in_notes_errors_or_logs(fake, caplog):
+    fake.block_chat(USER)
+    with caplog.at_level(logging.DEBUG), BotAPI(fake.token, fake.api_base) as api:
+        delivery = finish(streamer(api), "text")
+    secret = fake.token.split(":")[1]
+    assert secret not in delivery.describe() and secret not in repr(delivery.error)
+    assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+def test_close_is_idempotent(fake, api):
+    out = streamer(api, GROUP, enabled=False)
+    first = finish(out, "once")
+    assert out.close() is first and visible(fake, GROUP) == ["once"]
+    time.sleep(0)  # nothing further is sent after close
+    assert len(fake.calls_to("sendMessage")) == 1
