@@ -16,7 +16,7 @@ from . import __version__
 from .errors import HermesError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-_SUBCOMMANDS = ("models", "replay")
+_SUBCOMMANDS = ("models", "replay", "telegram")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -61,6 +61,8 @@ def _dispatch(argv: list[str]) -> int:
         return _models(args)
     if command == "replay":
         return _replay(args)
+    if command == "telegram":
+        return _telegram(args)
     return _ask(args)
 
 
@@ -78,7 +80,30 @@ def _parser(command: str) -> _ArgumentParser:
         _output_flags(parser)
         parser.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
         return parser
+    if command == "telegram":
+        return _telegram_parser()
     return _ask_parser()
+
+
+def _telegram_parser() -> _ArgumentParser:
+    parser = _ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
+    commands = parser.add_subparsers(dest="action", metavar="send", required=True)
+    send = commands.add_parser(
+        "send",
+        help="stream the answer to a prompt into one chat",
+        description="Run the prompt and stream the answer into a chat; exit 0 only when the "
+        "whole answer was delivered.",
+    )
+    send.error = parser.error  # type: ignore[method-assign]
+    send.add_argument("prompt", nargs="*", help="the prompt (or pipe it on stdin)")
+    send.add_argument("--chat-id", required=True, help="the chat: an id, or @channelname")
+    send.add_argument("--thread-id", type=int, help="a forum topic's message_thread_id")
+    send.add_argument("--reply-to", type=int, metavar="MSG_ID", help="reply to this message")
+    send.add_argument("-m", "--model", help="model name (HERMES_MODEL, provider.model)")
+    send.add_argument("-s", "--system", help="system prompt")
+    send.add_argument("--no-stdin", action="store_true", help="do not read piped stdin")
+    _connection_flags(send)
+    return parser
 
 
 def _ask_parser() -> _ArgumentParser:
@@ -167,6 +192,28 @@ def _ask(args: argparse.Namespace) -> int:
         client.resolve_model()
         stream = client.stream(messages, record=record)
         return _show(stream, args, config.terminal.mode)
+
+
+def _telegram(args: argparse.Namespace) -> int:
+    from .bot import chat_id_arg, open_bot, stream_into, streamer_for
+
+    try:
+        chat_id = chat_id_arg(args.chat_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    config = _load(args)
+    messages = _messages(args.system, _prompt(args))
+    with open_bot(config) as api, _client(config, config.streaming.enabled) as client:
+        client.resolve_model()
+        streamer = streamer_for(
+            api, config, chat_id, thread_id=args.thread_id, reply_to=args.reply_to
+        )
+        with client.stream(messages) as stream:
+            delivery = stream_into(stream, streamer)
+    if delivery.complete:
+        return EXIT_OK
+    _say(delivery.describe())
+    return EXIT_ERROR
 
 
 def _replay(args: argparse.Namespace) -> int:
