@@ -121,8 +121,18 @@ def _ask_parser() -> _ArgumentParser:
     parser.add_argument("--no-stdin", action="store_true", help="do not read piped stdin")
     parser.add_argument("--record", metavar="FILE", help="write the raw response body to FILE")
     _output_flags(parser)
-    parser.add_argument("--version", action="version", version=f"hermes {__version__}")
+    parser.add_argument("--version", action="version", version=_version_text())
     return parser
+
+
+def _version_text() -> str:
+    """`hermes X`, plus the bundled dependencies' versions in a single-file build."""
+    try:
+        from ._bundled import VERSIONS  # written only by the hermes.pyz build
+    except ImportError:
+        return f"hermes {__version__}"
+    deps = ", ".join(f"{name} {version}" for name, version in VERSIONS.items())
+    return f"hermes {__version__} (bundled: {deps})"
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
