@@ -49,6 +49,7 @@ def streamer_for(
         buffer_threshold=s.buffer_threshold,
         cursor=s.cursor,
         parse_mode=config.telegram.parse_mode,
+        tool_progress=config.telegram.tool_progress,
         budgets=budgets,
     )
 

@@ -29,6 +29,7 @@ class ProviderConfig:
     insecure: bool = False
     proxy: str | None = field(default=None, repr=False)
     extra_body: dict = field(default_factory=dict)
+    fallback: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,24 @@ class TelegramConfig:
     token_file: str | None = None
     api_base: str = "https://api.telegram.org"
     parse_mode: str = "MarkdownV2"
+    tool_progress: bool = False
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How the agent runs tools."""
+
+    max_turns: int = 8
+    tool_timeout: float = 60.0
+    strip_think_tags: bool = True
+    read_dirs: tuple = ()
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where conversations are kept."""
+
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,24 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    tools: tuple = ()
     source: str | None = None
+
+
+class _ListOf:
+    """A config value that must be a list of one type."""
+
+    def __init__(self, item: type) -> None:
+        self.item = item
+
+
+class _MappingOf:
+    """A config value that must be a mapping with these keys only."""
+
+    def __init__(self, keys: dict[str, type]) -> None:
+        self.keys = keys
 
 
 # The type each key must have: a type, a tuple of types, or a tuple of allowed strings.
@@ -84,6 +120,9 @@ _TYPES: dict[str, dict[str, Any]] = {
         "insecure": bool,
         "proxy": str,
         "extra_body": dict,
+        "fallback": _MappingOf(
+            {"base_url": str, "model": str, "api_key": str, "api_key_file": str}
+        ),
     },
     "streaming": {
         "enabled": bool,
@@ -98,9 +137,24 @@ _TYPES: dict[str, dict[str, Any]] = {
         "token_file": str,
         "api_base": str,
         "parse_mode": ("MarkdownV2", "HTML"),
+        "tool_progress": bool,
     },
+    "agent": {
+        "max_turns": int,
+        "tool_timeout": _NUMBER,
+        "strip_think_tags": bool,
+        "read_dirs": _ListOf(str),
+    },
+    "storage": {"path": str},
 }
-_POSITIVE = {"provider.connect_timeout", "provider.read_timeout", "streaming.edit_interval"}
+_TOP_LEVEL = {"tools": _ListOf(str)}  # keys that are values, not sections
+_POSITIVE = {
+    "provider.connect_timeout",
+    "provider.read_timeout",
+    "streaming.edit_interval",
+    "agent.max_turns",
+    "agent.tool_timeout",
+}
 _NON_NEGATIVE = {"provider.max_retries", "streaming.buffer_threshold"}
 
 # Environment variables, first found wins; HERMES_* beat the names other tools use.
@@ -171,45 +225,87 @@ def _check(data: dict, source: str) -> dict[str, Any]:
     """Flatten {section: {key: value}} to {"section.key": value}, rejecting what is unknown."""
     flat: dict[str, Any] = {}
     for section, body in data.items():
+        if section in _TOP_LEVEL:
+            if body is not None:
+                flat[section] = _checked(section, body, source)
+            continue
         if section not in _TYPES:
+            known = {**_TYPES, **_TOP_LEVEL}
             raise ConfigError(
-                f"unknown section {section!r} in {source}{_suggest(section, _TYPES)}",
+                f"unknown section {section!r} in {source}{_suggest(section, known)}",
                 str(section),
                 source,
             )
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            raise ConfigError(f"{section} in {source} must be a mapping of keys", section, source)
-        for key, value in body.items():
-            name = f"{section}.{key}"
-            if key not in _TYPES[section]:
-                raise ConfigError(
-                    f"unknown key {name} in {source}{_suggest(key, _TYPES[section])}", name, source
-                )
-            if value is not None:
-                flat[name] = _checked(name, value, source)
+        flat.update(_section(section, body, source))
     return flat
 
 
-def _checked(name: str, value: Any, source: str) -> Any:
-    """`value` if it has the type `name` needs (numbers from strings allowed on the CLI)."""
+def _section(section: str, body: Any, source: str) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ConfigError(f"{section} in {source} must be a mapping of keys", section, source)
+    flat = {}
+    for key, value in body.items():
+        name = f"{section}.{key}"
+        if key not in _TYPES[section]:
+            raise ConfigError(
+                f"unknown key {name} in {source}{_suggest(key, _TYPES[section])}", name, source
+            )
+        if value is not None:
+            flat[name] = _checked(name, value, source)
+    return flat
+
+
+def _want(name: str) -> Any:
+    if "." not in name:
+        return _TOP_LEVEL[name]
     section, key = name.split(".")
-    want = _TYPES[section][key]
+    return _TYPES[section][key]
+
+
+def _checked(name: str, value: Any, source: str) -> Any:
+    """`value` if it has the type `name` needs."""
+    want = _want(name)
     if isinstance(want, tuple) and want and isinstance(want[0], str):
         if value not in want:
             raise ConfigError(
                 f"{name} in {source} must be one of {', '.join(want)}, not {value!r}", name, source
             )
         return value
+    if isinstance(want, _MappingOf):
+        return _mapping(name, value, want, source)
     if not _is_a(value, want):
         raise ConfigError(
             f"{name} in {source} must be {_type_name(want)}, not {value!r}", name, source
         )
+    if isinstance(want, _ListOf):
+        return tuple(value)
     return _in_range(name, float(value) if want is _NUMBER else value, source)
 
 
+def _mapping(name: str, value: Any, want: _MappingOf, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} in {source} must be a mapping", name, source)
+    for key, item in value.items():
+        if key not in want.keys:
+            raise ConfigError(
+                f"unknown key {name}.{key} in {source}{_suggest(key, want.keys)}",
+                f"{name}.{key}",
+                source,
+            )
+        if not isinstance(item, want.keys[key]) or isinstance(item, bool):
+            raise ConfigError(
+                f"{name}.{key} in {source} must be {_type_name(want.keys[key])}, not {item!r}",
+                f"{name}.{key}",
+                source,
+            )
+    return dict(value)
+
+
 def _is_a(value: Any, want: Any) -> bool:
+    if isinstance(want, _ListOf):
+        return isinstance(value, list) and all(_is_a(v, want.item) for v in value)
     if isinstance(value, bool) and want is not bool:
         return False  # YAML's `yes` is not a number or a string
     return isinstance(value, want)
@@ -224,6 +320,8 @@ def _in_range(name: str, value: Any, source: str) -> Any:
 
 
 def _type_name(want: Any) -> str:
+    if isinstance(want, _ListOf):
+        return f"a list of {_type_name(want.item).replace('a ', '', 1)}s"
     names = {
         str: "a string",
         bool: "true or false",
@@ -241,9 +339,9 @@ def _suggest(word: Any, known: Mapping[str, Any]) -> str:
 
 
 def _build(flat: dict[str, Any], source: str | None) -> Config:
-    sections = {}
+    sections: dict[str, Any] = {name: flat[name] for name in _TOP_LEVEL if name in flat}
     for item in fields(Config):
-        if item.name == "source":
+        if item.name == "source" or item.name in _TOP_LEVEL:
             continue
         values = {k.split(".")[1]: v for k, v in flat.items() if k.startswith(item.name + ".")}
         sections[item.name] = item.default_factory(**values)  # type: ignore[misc]
@@ -256,6 +354,12 @@ def _secrets_from_files(config: Config, source: str | None) -> Config:
     if not provider.api_key and provider.api_key_file:
         key = _secret_file(provider.api_key_file, "provider.api_key_file", source)
         provider = replace(provider, api_key=key)
+    fallback = dict(provider.fallback)
+    if fallback.get("api_key_file") and not fallback.get("api_key"):
+        fallback["api_key"] = _secret_file(
+            fallback["api_key_file"], "provider.fallback.api_key_file", source
+        )
+        provider = replace(provider, fallback=fallback)
     if not telegram.token and telegram.token_file:
         token = _secret_file(telegram.token_file, "telegram.token_file", source)
         telegram = replace(telegram, token=token)

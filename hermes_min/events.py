@@ -43,6 +43,41 @@ class ToolCallStarted:
 
 
 @dataclass(frozen=True)
+class SegmentBreak:
+    """The model called tools: the text that follows is a new segment, below the tool notes."""
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        return {"type": "segment_break"}
+
+
+@dataclass(frozen=True)
+class ToolProgress:
+    """A tool started (`ok` is None) or ended (`ok` says how; `detail` says why not)."""
+
+    name: str
+    call_id: str
+    ok: bool | None = None
+    detail: str = ""
+
+    @property
+    def started(self) -> bool:
+        """Whether this is the start of the call."""
+        return self.ok is None
+
+    def to_dict(self) -> dict:
+        """One `--events` line."""
+        state = "start" if self.ok is None else ("ok" if self.ok else "error")
+        return {
+            "type": "tool",
+            "name": self.name,
+            "id": self.call_id,
+            "state": state,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
 class Done:
     """The response ended normally; `message` is the whole of it."""
 
@@ -69,4 +104,4 @@ class Failed:
         }
 
 
-Event = (TextDelta, ReasoningDelta, ToolCallStarted, Done, Failed)
+Event = (TextDelta, ReasoningDelta, ToolCallStarted, SegmentBreak, ToolProgress, Done, Failed)

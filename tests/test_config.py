@@ -74,6 +74,10 @@ def test_secrets_are_not_in_the_repr(tmp_path):
         ("provider:\n  read_timeout: 0\n", ["provider.read_timeout", "greater than 0"]),
         ("terminal:\n  mode: fancy\n", ["terminal.mode", "auto, chars, lines"]),
         ("provider:\n  extra_body: [1]\n", ["provider.extra_body", "mapping"]),
+        ("provider:\n  fallback: {bse_url: x}\n", ["provider.fallback.bse_url", "base_url"]),
+        ("tools: [1, 2]\n", ["tools", "list of strings"]),
+        ("agent:\n  read_dirs: /tmp\n", ["agent.read_dirs", "list"]),
+        ("agent:\n  max_turns: 0\n", ["agent.max_turns", "greater than 0"]),
         ("provider: [1, 2]\n", ["provider", "mapping"]),
         ("- just\n- a list\n", ["top level"]),
         ("provider:\n  model: [unclosed\n", ["line"]),
@@ -104,7 +108,7 @@ def test_missing_key_file_is_named(tmp_path):
 def test_repository_example_config_is_valid_and_documents_every_key():
     from pathlib import Path
 
-    from hermes_min.config import _TYPES
+    from hermes_min.config import _TOP_LEVEL, _TYPES
 
     example = Path(__file__).resolve().parents[1] / "config.yaml"
     text = example.read_text(encoding="utf-8")
@@ -112,3 +116,5 @@ def test_repository_example_config_is_valid_and_documents_every_key():
     for section, keys in _TYPES.items():
         for key in keys:
             assert f"{key}:" in text, f"{section}.{key} is not documented in config.yaml"
+    for key in _TOP_LEVEL:
+        assert f"\n{key}:" in text, f"{key} is not documented in config.yaml"

@@ -293,3 +293,24 @@ def test_close_is_idempotent(fake, api):
     assert out.close() is first and visible(fake, GROUP) == ["once"]
     time.sleep(0)  # nothing further is sent after close
     assert len(fake.calls_to("sendMessage")) == 1
+
+
+def test_each_segment_after_a_tool_call_is_its_own_message_and_draft(fake, api):
+    from hermes_min.events import SegmentBreak, ToolProgress
+
+    out = streamer(api, tool_progress=True)
+    play(fake, out, ["Let me check the weather."], "sendMessageDraft")
+    first_draft = fake.calls_to("sendMessageDraft")[-1].payload["draft_id"]
+    out.handle(SegmentBreak())
+    out.handle(ToolProgress("weather", "c1"))
+    out.handle(ToolProgress("weather", "c1", ok=True))
+    play(fake, out, ["It is sunny in Paris today."], "sendMessageDraft")
+    second_draft = fake.calls_to("sendMessageDraft")[-1].payload["draft_id"]
+    delivery = finish(out, "It is sunny in Paris today.")
+    assert first_draft != second_draft and second_draft
+    assert visible(fake, USER) == [
+        "Let me check the weather.",
+        "\u2699 weather",
+        "It is sunny in Paris today.",
+    ]
+    assert delivery.complete and delivery.parts_sent == 2

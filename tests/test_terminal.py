@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from hermes_min.events import ReasoningDelta, TextDelta, ToolCallStarted
+from hermes_min.events import ReasoningDelta, SegmentBreak, TextDelta, ToolCallStarted, ToolProgress
 from hermes_min.transports.terminal import TerminalPrinter, wants_color
 
 
@@ -92,10 +92,22 @@ def test_reasoning_is_dim_on_a_terminal_unless_no_color(monkeypatch):
     assert not wants_color(Recorder(tty=True))
 
 
-def test_tool_calls_are_noted_on_stderr():
+def test_tool_progress_is_one_line_on_stderr_and_text_resumes_below():
     show, out, err = printer()
+    show.handle(TextDelta("Let me look"))
     show.handle(ToolCallStarted(0, "search"))
-    assert out.getvalue() == "" and "tool call: search" in err.getvalue()
+    show.handle(SegmentBreak())
+    show.handle(ToolProgress("search", "c1"))
+    show.handle(ToolProgress("search", "c1", ok=True))
+    show.handle(ToolProgress("fetch", "c2"))
+    show.handle(ToolProgress("fetch", "c2", ok=False, detail="timed out after 5 s"))
+    show.handle(TextDelta("\n\nFound it."))
+    show.close()
+    assert out.getvalue() == "Let me look\nFound it.\n"
+    assert (
+        err.getvalue()
+        == "\u2699 search \u2026 done\n\u2699 fetch \u2026 failed: timed out after 5 s\n"
+    )
 
 
 def test_spinner_only_on_a_terminal_and_gone_at_the_first_delta():

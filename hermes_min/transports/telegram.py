@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import TelegramError
-from ..events import Done, Failed, TextDelta
+from ..events import Done, Failed, SegmentBreak, TextDelta, ToolProgress
 from . import botapi
 from .markdown import interim, render, render_plain, split, visible
 from .pacing import Budgets
@@ -78,11 +78,12 @@ class TelegramStreamer:
         buffer_threshold: int = 40,
         cursor: str = " \u2589",
         parse_mode: str = "MarkdownV2",
+        tool_progress: bool = False,
         budgets: Budgets | None = None,
     ) -> None:
         self._api, self._chat, self._thread, self._reply_to = api, chat_id, thread_id, reply_to
         self._enabled, self._threshold, self._cursor = enabled, buffer_threshold, cursor
-        self._parse_mode = parse_mode
+        self._parse_mode, self._tool_progress = parse_mode, tool_progress
         self._budgets = budgets or Budgets(edit_interval)
         self._budget = self._budgets.for_chat(chat_id)
         self._clock: Callable[[], float] = self._budgets.clock
@@ -94,6 +95,8 @@ class TelegramStreamer:
         self._draft_id = _new_draft_id()
         self._cond = threading.Condition()
         self._text = ""
+        self._segments: list[str] = []  # texts that ended at a tool call, not yet delivered
+        self._notes: list[str] = []  # tool progress lines, not yet sent
         self._end: object = None
         self._preview_id: int | None = None
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
@@ -111,6 +114,11 @@ class TelegramStreamer:
                 self._text += event.text
             elif isinstance(event, (Done, Failed)):
                 self._end = event
+            elif isinstance(event, SegmentBreak):
+                self._segments.append(self._text)  # delivered as its own message
+                self._text = ""
+            elif isinstance(event, ToolProgress) and event.started and self._tool_progress:
+                self._notes.append(f"\u2699 {event.name}")
             else:
                 return
             self._cond.notify()
@@ -147,12 +155,28 @@ class TelegramStreamer:
     def _preview_loop(self) -> object:
         while True:
             with self._cond:
-                if self._end is None:
+                if self._end is None and not self._segments and not self._notes:
                     self._cond.wait(self._sleep_for())
                 text, end = self._text, self._end
+                segments, self._segments = self._segments, []
+                notes, self._notes = self._notes, []
+            for segment in segments:
+                self._deliver_text(segment)
+                self._new_segment()
+            for note in notes:
+                self._wait_for_budget()  # a note waits its turn; only a 429 can drop it
+                self._interim_call(
+                    self._api.send_message, self._chat, note, message_thread_id=self._thread
+                )
             if end is not None:
                 return end
             self._step(text)
+
+    def _new_segment(self) -> None:
+        """After a tool call the text continues in a new message, with a new draft."""
+        self._preview_id, self._draft_id = None, _new_draft_id()
+        self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
+        self._typing_at = float("-inf")
 
     def _sleep_for(self) -> float:
         due = []
@@ -271,8 +295,14 @@ class TelegramStreamer:
     def _finish(self, end: object) -> None:
         content, complete = _final_text(end, self._text)
         self.delivery.answer_complete = complete
+        self._deliver_text(content)
+
+    def _deliver_text(self, content: str) -> None:
+        """One segment's final message(s); a segment with no text needs none."""
+        if not content.strip():
+            return
         parts = self._parts(content)
-        self.delivery.parts_total = len(parts)
+        self.delivery.parts_total += len(parts)
         for index, (formatted, plain) in enumerate(parts):
             self._deliver(index, formatted, plain)
 
@@ -327,7 +357,10 @@ class TelegramStreamer:
                 if not botapi.is_not_modified(error):
                     raise
             return self._preview_id
-        reply = self._reply_to if index == 0 else (self.delivery.message_ids or [None])[-1]
+        if index > 0:
+            reply = (self.delivery.message_ids or [None])[-1]  # the answer's parts as a chain
+        else:
+            reply = None if self.delivery.message_ids else self._reply_to
         sent = self._api.send_message(
             self._chat,
             text,

@@ -6,7 +6,7 @@ import os
 import threading
 from typing import TextIO
 
-from ..events import ReasoningDelta, TextDelta, ToolCallStarted
+from ..events import ReasoningDelta, SegmentBreak, TextDelta, ToolCallStarted, ToolProgress
 
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _FRAMES = "\u280b\u2819\u2839\u2838\u283c\u2834\u2826\u2827\u2807\u280f"
@@ -79,16 +79,17 @@ class TerminalPrinter:
 
     def handle(self, event: object) -> None:
         """Show one event."""
-        if isinstance(event, (TextDelta, ReasoningDelta, ToolCallStarted)):
+        if isinstance(event, (TextDelta, ReasoningDelta, ToolCallStarted, ToolProgress)):
             self._stop_spinner()
         if isinstance(event, TextDelta):
             self._text(event.text)
         elif isinstance(event, ReasoningDelta) and self.show_reasoning:
             self._in_reasoning = True
             self._note(event.text)
-        elif isinstance(event, ToolCallStarted):
-            self._end_reasoning()
-            self._note(f"tool call: {event.name}\n")
+        elif isinstance(event, SegmentBreak):
+            self._end_segment()
+        elif isinstance(event, ToolProgress):
+            self._tool(event)
 
     def close(self) -> None:
         """Flush the last partial line and end with a newline; safe to call twice."""
@@ -105,6 +106,25 @@ class TerminalPrinter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _end_segment(self) -> None:
+        """Tools run next: finish the text so far, so their notes and the next text go below."""
+        self._end_reasoning()
+        if self._pending:
+            self._write(self._pending)
+            self._pending = ""
+        if self._started and self._last != "\n":
+            self._write("\n")
+        self._started = False  # the next segment's leading newlines are dropped too
+
+    def _tool(self, event: ToolProgress) -> None:
+        # One line per call: its name when it starts, how it went when it ends.
+        if event.started:
+            self._note(f"\u2699 {event.name} \u2026 ")
+        elif event.ok:
+            self._note("done\n")
+        else:
+            self._note(f"failed: {event.detail}\n" if event.detail else "failed\n")
 
     def _text(self, text: str) -> None:
         self._end_reasoning()
