@@ -1,0 +1,286 @@
+"""The agent: stream a response, run the tools it asks for, stream again, until an answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Callable
+
+from .errors import StreamError
+from .events import (
+    Done,
+    Failed,
+    ReasoningDelta,
+    SegmentBreak,
+    TextDelta,
+    ToolCallStarted,
+    ToolProgress,
+)
+from .message import Message, ToolCall
+from .think import ThinkSplitter
+from .tools import Tool, ToolResult, run_tool
+
+log = logging.getLogger(__name__)
+_SHOWN = (TextDelta, ReasoningDelta, ToolCallStarted)
+
+
+class Agent:
+    """Runs one user turn at a time against a ChatClient, with tools and an optional fallback."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        tools: Sequence[Tool] = (),
+        max_turns: int = 8,
+        tool_timeout: float = 60.0,
+        strip_think_tags: bool = True,
+        fallback: Any = None,
+        stream_delta_callback: Callable[[str], None] | None = None,
+        on_first_delta: Callable[[], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.fallback = fallback
+        self.tools = {t.name: t for t in tools}
+        self.max_turns = max_turns
+        self.tool_timeout = tool_timeout
+        self.strip_think_tags = strip_think_tags
+        self.stream_delta_callback = stream_delta_callback
+        self.on_first_delta = on_first_delta
+
+    def turn(self, messages: list[dict]) -> Turn:
+        """Start a turn for `messages` (the conversation so far, ending with the user's)."""
+        return Turn(self, list(messages))
+
+
+class Turn:
+    """One user turn: iterate for events; `new_messages` is what the agent added."""
+
+    def __init__(self, agent: Agent, messages: list[dict]) -> None:
+        self.agent = agent
+        self.new_messages: list[dict] = []
+        self.usage: dict | None = None
+        self.model: str | None = None
+        self._history = messages
+        self._cancel = threading.Event()
+        self._stream: Any = None
+        self._final: Done | Failed | None = None
+        self._shown_text: list[str] = []  # this response's visible text, for a partial
+        self._open = False  # a response is streaming: its text is not in new_messages yet
+        self._events = self._run()
+
+    def __iter__(self) -> Iterator:
+        for event in self._events:
+            if isinstance(event, (Done, Failed)):
+                self._final = event
+            yield event
+
+    def result(self) -> Message:
+        """Drain the turn; the final answer, or its StreamError (with `.partial`)."""
+        for _ in self:
+            pass
+        if self._final is None:  # the iteration was cut by a signal: it was interrupted
+            self._final = Failed(StreamError("interrupted", "interrupted", partial=self._partial()))
+        if isinstance(self._final, Failed):
+            raise self._final.error
+        return self._final.message
+
+    @property
+    def completed(self) -> bool:
+        """Whether the turn ended with an answer (not an error or an interrupt)."""
+        return isinstance(self._final, Done)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether interrupt() was called."""
+        return self._cancel.is_set()
+
+    def interrupt(self) -> None:
+        """Stop now, from any thread: the stream or the running tool returns at once."""
+        self._cancel.set()
+        if self._stream is not None:
+            self._stream.interrupt()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the current stream's worker to end."""
+        return self._stream.join(timeout) if self._stream is not None else True
+
+    def close(self) -> None:
+        """Interrupt if still running; safe to call twice."""
+        if self._final is None:
+            self.interrupt()
+        if self._stream is not None:
+            self._stream.close()
+        self._events.close()
+
+    def record(self) -> list[dict]:
+        """The messages to store: what the agent added, plus a partial answer if cut."""
+        if isinstance(self._final, Done) or not (self._open and self._shown_text):
+            return list(self.new_messages)
+        return [*self.new_messages, {"role": "assistant", "content": "".join(self._shown_text)}]
+
+    def __enter__(self) -> Turn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- the loop
+
+    def _run(self) -> Iterator:
+        message = None
+        for _ in range(self.agent.max_turns):
+            message = yield from self._respond()
+            if message is None:
+                return
+            self.new_messages.append(_assistant(message))
+            if (
+                not message.tool_calls
+            ):  # tools requested = tool calls present, whatever finish_reason says
+                yield Done(message)
+                return
+            yield SegmentBreak()
+            if not (yield from self._call_tools(message.tool_calls)):
+                return
+        limit = self.agent.max_turns
+        yield Failed(
+            StreamError(
+                "max_turns",
+                f"stopped after {limit} rounds of tool calls without an answer (agent.max_turns)",
+                partial=message,
+            )
+        )
+
+    def _respond(self) -> Iterator:
+        """Stream one response; return its Message, or None after yielding Failed."""
+        self._shown_text = []
+        error: StreamError | None = None
+        for client in self._clients():
+            if self._cancel.is_set():
+                break
+            if error is not None:
+                log.warning("%s; trying provider.fallback", error)
+            outcome = yield from self._stream_from(client)
+            if not isinstance(outcome, StreamError):
+                return outcome  # the Message, or None once Failed was yielded
+            error = outcome  # nothing was shown: the fallback may do better
+        if self._cancel.is_set() or error is None:
+            error = StreamError("interrupted", "interrupted", partial=self._partial())
+        yield Failed(error)
+        return None
+
+    def _clients(self) -> list:
+        return [self.agent.client] + ([self.agent.fallback] if self.agent.fallback else [])
+
+    def _stream_from(self, client: Any) -> Iterator:
+        """The Message; the StreamError if nothing was shown yet; None after yielding Failed."""
+        splitter = ThinkSplitter() if self.agent.strip_think_tags else None
+        thought: list[str] = []
+        first, tool_seen = True, False
+        messages = self._history + self.new_messages
+        self._open = True
+        self._stream = client.stream(messages, tools=self._tool_schemas())
+        for event in self._stream:
+            kind = type(event)
+            if kind is Done:
+                yield from self._pieces(splitter.flush() if splitter else [], thought, tool_seen)
+                return self._finished(event.message, thought)
+            if kind is Failed:
+                return (yield from self._failed(event.error, first))
+            if first and kind in _SHOWN and self.agent.on_first_delta:
+                self.agent.on_first_delta()
+            first = first and kind not in _SHOWN
+            tool_seen = tool_seen or kind is ToolCallStarted
+            if kind is TextDelta:
+                pieces = splitter.feed(event.text) if splitter else [("text", event.text)]
+                yield from self._pieces(pieces, thought, tool_seen)
+            else:
+                yield event
+        return None
+
+    def _pieces(self, pieces: list, thought: list, tool_seen: bool) -> Iterator:
+        for kind, piece in pieces:
+            if kind == "reasoning":
+                thought.append(piece)
+                yield ReasoningDelta(piece)
+                continue
+            self._shown_text.append(piece)
+            if not tool_seen and self.agent.stream_delta_callback:
+                self.agent.stream_delta_callback(piece)
+            yield TextDelta(piece)
+
+    def _finished(self, message: Message, thought: list[str]) -> Message:
+        self._open = False
+        self._add_usage(message.usage)
+        self.model = message.model or self.model
+        if not self.agent.strip_think_tags:
+            return message
+        return replace(
+            message,
+            content="".join(self._shown_text),
+            reasoning=message.reasoning + "".join(thought),
+        )
+
+    def _failed(self, error: StreamError, nothing_shown: bool) -> Iterator:
+        if nothing_shown and error.kind != "interrupted" and not self._cancel.is_set():
+            return error  # the caller may try the fallback provider
+        error.partial = self._partial() if self._shown_text else error.partial
+        yield Failed(error)
+        return None
+
+    def _call_tools(self, calls: list[ToolCall]) -> Iterator:
+        """Run each call in order, appending results; False (after Failed) if interrupted."""
+        for call in calls:
+            yield ToolProgress(call.name, call.id)
+            result = self._run_tool(call)
+            if result.interrupted or self._cancel.is_set():
+                self.new_messages.append(_tool_message(call, "interrupted by the user"))
+                yield Failed(StreamError("interrupted", "interrupted", partial=self._partial()))
+                return False
+            detail = "" if result.ok else result.content.splitlines()[0][:200]
+            yield ToolProgress(call.name, call.id, ok=result.ok, detail=detail)
+            self.new_messages.append(_tool_message(call, result.content))
+        return True
+
+    def _run_tool(self, call: ToolCall) -> ToolResult:
+        tool = self.agent.tools.get(call.name)
+        if tool is None:
+            names = ", ".join(sorted(self.agent.tools)) or "none"
+            return ToolResult(
+                False, f"error: there is no tool named {call.name!r} (available: {names})"
+            )
+        return run_tool(tool, call.arguments, timeout=self.agent.tool_timeout, cancel=self._cancel)
+
+    def _tool_schemas(self) -> list[dict] | None:
+        return [t.schema() for t in self.agent.tools.values()] or None
+
+    def _partial(self) -> Message:
+        return Message(content="".join(self._shown_text), model=self.model, usage=self.usage)
+
+    def _add_usage(self, usage: dict | None) -> None:
+        if not usage:
+            return
+        total = dict(self.usage or {})
+        for key, value in usage.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+        self.usage = total
+
+
+def _assistant(message: Message) -> dict:
+    """The assistant message as the API expects it back in the next request."""
+    out: dict[str, Any] = {"role": "assistant", "content": message.content or None}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    elif out["content"] is None:
+        out["content"] = ""
+    return out
+
+
+def _tool_message(call: ToolCall, content: str) -> dict:
+    return {"role": "tool", "tool_call_id": call.id, "content": content}
