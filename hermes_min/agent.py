@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .errors import StreamError
 from .events import (
@@ -40,8 +40,10 @@ class Agent:
         fallback: Any = None,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
+        record: IO[bytes] | None = None,
     ) -> None:
         self.client = client
+        self.record = record  # every response body, raw, one after another
         self.fallback = fallback
         self.tools = {t.name: t for t in tools}
         self.max_turns = max_turns
@@ -136,9 +138,9 @@ class Turn:
             if message is None:
                 return
             self.new_messages.append(_assistant(message))
-            if (
-                not message.tool_calls
-            ):  # tools requested = tool calls present, whatever finish_reason says
+            # Tools requested = tool calls present, whatever finish_reason says. With no
+            # tools to run, the calls are the answer (as `--json` reports them).
+            if not message.tool_calls or not self.agent.tools:
                 yield Done(message)
                 return
             yield SegmentBreak()
@@ -181,7 +183,7 @@ class Turn:
         first, tool_seen = True, False
         messages = self._history + self.new_messages
         self._open = True
-        self._stream = client.stream(messages, tools=self._tool_schemas())
+        self._stream = client.stream(messages, tools=self._tool_schemas(), record=self.agent.record)
         for event in self._stream:
             kind = type(event)
             if kind is Done:

@@ -10,13 +10,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
 from .errors import HermesError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-_SUBCOMMANDS = ("models", "replay", "telegram")
+_SUBCOMMANDS = ("models", "replay", "telegram", "chat", "history")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -63,6 +64,10 @@ def _dispatch(argv: list[str]) -> int:
         return _replay(args)
     if command == "telegram":
         return _telegram(args)
+    if command == "chat":
+        return _chat(args, _load(args))
+    if command == "history":
+        return _history(args)
     return _ask(args)
 
 
@@ -82,7 +87,48 @@ def _parser(command: str) -> _ArgumentParser:
         return parser
     if command == "telegram":
         return _telegram_parser()
+    if command == "chat":
+        return _chat_parser()
+    if command == "history":
+        return _history_parser()
     return _ask_parser()
+
+
+def _chat_parser() -> _ArgumentParser:
+    parser = _ArgumentParser(prog="hermes chat", description="Talk with the model in the terminal.")
+    _conversation_flags(parser)
+    _connection_flags(parser)
+    parser.add_argument("--show-reasoning", action="store_true", help="reasoning, dim, on stderr")
+    return parser
+
+
+def _history_parser() -> _ArgumentParser:
+    parser = _ArgumentParser(prog="hermes history", description="Show stored conversations.")
+    parser.add_argument("id", nargs="?", help="a conversation id (or a unique prefix)")
+    parser.add_argument("-n", type=int, default=20, help="how many to list (default 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    return parser
+
+
+def _conversation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", help="model name (HERMES_MODEL, provider.model)")
+    parser.add_argument("-s", "--system", help="system prompt")
+    parser.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="continue the last conversation",
+    )
+    parser.add_argument("--cid", help="continue the conversation with this id")
+    parser.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="a tool the model may call (repeatable; hermes:now, hermes:read_file)",
+    )
 
 
 def _telegram_parser() -> _ArgumentParser:
@@ -111,11 +157,11 @@ def _ask_parser() -> _ArgumentParser:
         prog="hermes",
         description="Stream an answer from an OpenAI-compatible endpoint. Piped stdin comes "
         "first, then a blank line, then the prompt.",
-        epilog="other commands: hermes models, hermes replay FILE",
+        epilog="other commands: hermes chat, hermes history [ID], hermes models, "
+        "hermes replay FILE, hermes telegram send",
     )
     parser.add_argument("prompt", nargs="*", help="the prompt (words are joined by spaces)")
-    parser.add_argument("-m", "--model", help="model name (HERMES_MODEL, provider.model)")
-    parser.add_argument("-s", "--system", help="system prompt")
+    _conversation_flags(parser)
     _connection_flags(parser)
     parser.add_argument("--no-stream", action="store_true", help="ask for one whole response")
     parser.add_argument("--no-stdin", action="store_true", help="do not read piped stdin")
@@ -176,32 +222,121 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _client(config: Any, stream: bool = True) -> Any:
-    from .client import ChatClient
+    from .assemble import chat_client
 
-    p = config.provider
-    return ChatClient(
-        p.base_url,
-        p.api_key,
-        p.model,
-        connect_timeout=p.connect_timeout,
-        read_timeout=p.read_timeout,
-        max_retries=p.max_retries,
-        ca_bundle=p.ca_bundle,
-        insecure=p.insecure,
-        proxy=p.proxy,
-        extra_body=p.extra_body,
-        stream=stream,
-    )
+    return chat_client(config, stream)
 
 
 def _ask(args: argparse.Namespace) -> int:
+    from . import assemble
+
     config = _load(args)
-    messages = _messages(args.system, _prompt(args))
+    if not args.prompt and _isatty(sys.stdin) and _isatty(sys.stdout):
+        if not (args.json or args.events or args.record):
+            return _chat(args, config)  # `hermes` alone on a terminal: a conversation
+    text = _prompt(args)
     streaming = config.streaming.enabled and not args.no_stream
     with _client(config, streaming) as client, _opened(args.record) as record:
         client.resolve_model()
-        stream = client.stream(messages, record=record)
-        return _show(stream, args, config.terminal.mode)
+        agent = assemble.agent(config, client, args.tool, streaming)
+        agent.record = record
+        with _store(config, args) as store:
+            conversation = _conversation(store, args, client.model)
+            turn = conversation.ask(agent, text)
+            code = _show(turn, args, config.terminal.mode)
+            conversation.save(turn)
+            return code
+
+
+def _chat(args: argparse.Namespace, config: Any) -> int:
+    from . import assemble
+    from .chat import Repl
+    from .storage import default_path
+
+    with _client(config) as client, _store(config, args) as store:
+        client.resolve_model()
+        conversation = _conversation(store, args, client.model)
+        history = Path(config.storage.path or default_path()).with_name("chat_history")
+        repl = Repl(
+            client=client,
+            conversation=conversation,
+            agent_for=lambda: assemble.agent(config, client, args.tool),
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            history_file=history,
+            mode=config.terminal.mode,
+            show_reasoning=args.show_reasoning,
+        )
+        return repl.run()
+
+
+@contextlib.contextmanager
+def _store(config: Any, args: argparse.Namespace) -> Iterator[Any]:
+    """The conversation store; required only when continuing a conversation."""
+    from . import assemble
+
+    store = assemble.store(config, required=bool(args.continue_ or args.cid))
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _conversation(store: Any, args: argparse.Namespace, model: str | None) -> Any:
+    from .conversation import Conversation
+
+    cid = None
+    if args.cid:
+        cid = store.resolve(args.cid)
+    elif args.continue_:
+        cid = store.last_conversation()
+        if cid is None:
+            raise UsageError("there is no conversation to continue yet")
+    return Conversation(store, cid, model=model, system=args.system)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from . import assemble
+
+    config = _load(args)
+    with assemble.store(config, required=True) as store:
+        if args.id:
+            record = store.conversation(store.resolve(args.id))
+            _print_json(record) if args.json else _print_conversation(record)
+            return EXIT_OK
+        listed = store.list_conversations(limit=args.n)
+    if args.json:
+        _print_json(listed)
+    for item in [] if args.json else listed:
+        when = (item.get("updated") or "")[:16].replace("T", " ")
+        print(
+            f"{item['id']}  {when}  {item.get('model') or '-'}  "
+            f"{item.get('turns', 0)} turn(s)  {item.get('title') or ''}"
+        )
+    return EXIT_OK
+
+
+def _print_conversation(record: dict) -> None:
+    print(f"{record['id']}  {record.get('model') or '-'}  {record.get('title') or ''}")
+    if record.get("system"):
+        print(f"system: {record['system']}")
+    for turn in record.get("turns", []):
+        note = "  (interrupted)" if turn.get("interrupted") else ""
+        print(f"\n--- turn {turn.get('number')}{note}")
+        for message in turn.get("messages", []):
+            print(_message_line(message))
+
+
+def _message_line(message: dict) -> str:
+    role, content = message.get("role"), message.get("content") or ""
+    if role == "tool":
+        return f"  <- {content}"
+    calls = [c["function"] for c in message.get("tool_calls") or []]
+    lines = [f"{role}: {content}"] if content or not calls else []
+    lines += [f"  -> {c['name']}({c['arguments']})" for c in calls]
+    return "\n".join(lines)
 
 
 def _telegram(args: argparse.Namespace) -> int:

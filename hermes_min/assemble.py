@@ -1,0 +1,90 @@
+"""Builds the working parts from settings: model client, fallback, tools, agent, store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from .agent import Agent
+from .client import ChatClient
+from .config import Config
+from .errors import HermesError
+from .tools import Tool, load_tool
+
+log = logging.getLogger(__name__)
+
+
+def chat_client(config: Config, stream: bool = True) -> ChatClient:
+    """The client for provider.* settings."""
+    p = config.provider
+    return ChatClient(
+        p.base_url,
+        p.api_key,
+        p.model,
+        connect_timeout=p.connect_timeout,
+        read_timeout=p.read_timeout,
+        max_retries=p.max_retries,
+        ca_bundle=p.ca_bundle,
+        insecure=p.insecure,
+        proxy=p.proxy,
+        extra_body=p.extra_body,
+        stream=stream,
+    )
+
+
+def fallback_client(config: Config, stream: bool = True) -> ChatClient | None:
+    """The client for provider.fallback, inheriting every other provider setting."""
+    fallback = config.provider.fallback
+    if not fallback:
+        return None
+    p = config.provider
+    return ChatClient(
+        fallback.get("base_url", p.base_url),
+        fallback.get("api_key"),
+        fallback.get("model", p.model),
+        connect_timeout=p.connect_timeout,
+        read_timeout=p.read_timeout,
+        max_retries=p.max_retries,
+        ca_bundle=p.ca_bundle,
+        insecure=p.insecure,
+        proxy=p.proxy,
+        extra_body=p.extra_body,
+        stream=stream,
+    )
+
+
+def tools(config: Config, extra: Iterable[str] = ()) -> list[Tool]:
+    """The tools listed in config.yaml plus any --tool, loaded (ConfigError if one fails)."""
+    specs = list(dict.fromkeys([*config.tools, *extra]))  # each once, in order
+    return [load_tool(spec, allowed_dirs=config.agent.read_dirs) for spec in specs]
+
+
+def agent(
+    config: Config, client: ChatClient, extra_tools: Iterable[str] = (), stream: bool = True
+) -> Agent:
+    """An agent with the configured tools, limits and fallback."""
+    a = config.agent
+    return Agent(
+        client,
+        tools=tools(config, extra_tools),
+        max_turns=a.max_turns,
+        tool_timeout=a.tool_timeout,
+        strip_think_tags=a.strip_think_tags,
+        fallback=fallback_client(config, stream),
+    )
+
+
+def store(config: Config, *, required: bool) -> Any:
+    """The conversation store; when not `required`, a failure is a warning and None."""
+    from .storage import Store, default_path
+
+    path = config.storage.path or default_path()
+    secrets = [s for s in (config.provider.api_key, config.telegram.token) if s]
+    try:
+        return Store(path, secrets=secrets)
+    except HermesError as error:
+        if required:
+            raise
+        log.warning("conversations are not being saved: %s", error)
+        return None

@@ -1,0 +1,206 @@
+"""`hermes chat`: a conversation in the terminal, one line (or block) at a time."""
+
+from __future__ import annotations
+
+import os
+import select
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from .errors import StreamError
+from .transports.terminal import TerminalPrinter
+
+HELP = """\
+/new            start a new conversation
+/model NAME     use another model from now on
+/system TEXT    set the system prompt (/system alone clears it)
+/history        show this conversation
+/help           this list
+/exit           leave (Ctrl-D also leaves)
+A line ending in \\ continues on the next line; a pasted block is taken whole.
+Ctrl-C stops an answer; at an empty prompt, press it twice to leave."""
+
+
+class Repl:
+    """Reads prompts, streams answers, and keeps the conversation, until the user leaves."""
+
+    def __init__(
+        self,
+        *,
+        client: Any,
+        conversation: Any,
+        agent_for: Callable[[], Any],
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+        history_file: Path | None = None,
+        mode: str = "auto",
+        show_reasoning: bool = False,
+    ) -> None:
+        self.client, self.conversation, self.agent_for = client, conversation, agent_for
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.tty = _isatty(stdin) and _isatty(stdout)  # prompts and line editing only then
+        self.history_file = history_file
+        self.mode, self.show_reasoning = mode, show_reasoning
+        self._armed = False  # Ctrl-C was pressed once at an empty prompt
+        self._readline: Any = None
+
+    def run(self) -> int:
+        """The loop; returns the exit code."""
+        self._load_history()
+        try:
+            return self._loop()
+        finally:
+            self._save_history()
+
+    def _loop(self) -> int:
+        if self.tty:
+            self._say(f"hermes chat with {self.client.model}: /help for commands, Ctrl-D to leave")
+        while True:
+            try:
+                text = self._read()
+            except EOFError:
+                self._out("\n" if self.tty else "")
+                return 0
+            except KeyboardInterrupt:
+                if self._armed:
+                    self._out("\n")
+                    return 0
+                self._armed = True
+                self._say("\n(press Ctrl-C again, or Ctrl-D, to leave)")
+                continue
+            self._armed = False
+            if text.strip().startswith("/"):
+                if self._command(text.strip()) == "exit":
+                    return 0
+            elif text.strip():
+                self._ask(text)
+
+    def _read(self) -> str:
+        lines = [self._line(f"{self.client.model}> ")]
+        while lines[-1].endswith("\\"):
+            lines[-1] = lines[-1][:-1]
+            lines.append(self._line("... "))
+        while self._more_waiting():  # a pasted block: its lines arrive all at once
+            lines.append(self._line(""))
+        return "\n".join(lines)
+
+    def _line(self, prompt: str) -> str:
+        if self.tty:
+            return input(prompt)  # readline (if loaded) gives editing and history
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    def _more_waiting(self) -> bool:
+        if not self.tty:
+            return False
+        try:
+            return bool(select.select([self.stdin], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+    def _ask(self, text: str) -> None:
+        turn = self.conversation.ask(self.agent_for(), text)
+        printer = TerminalPrinter(
+            self.stdout, self.stderr, mode=self.mode, show_reasoning=self.show_reasoning
+        )
+        try:
+            with turn:
+                for event in turn:
+                    printer.handle(event)
+        except KeyboardInterrupt:
+            turn.interrupt()
+            turn.join(2.0)
+        printer.close()
+        self._report(turn)
+        self.conversation.save(turn)
+
+    def _report(self, turn: Any) -> None:
+        try:
+            turn.result()
+        except StreamError as error:
+            self._say("(interrupted)" if error.kind == "interrupted" else f"hermes: {error}")
+
+    def _command(self, line: str) -> str | None:
+        name, _, rest = line.partition(" ")
+        rest = rest.strip()
+        if name in ("/exit", "/quit"):
+            return "exit"
+        handler = {
+            "/new": self._new,
+            "/model": self._model,
+            "/system": self._system,
+            "/history": self._history,
+            "/help": self._help,
+        }.get(name)
+        if handler is None:
+            self._say(f"unknown command {name}: /help lists them")
+        else:
+            handler(rest)
+        return None
+
+    def _new(self, _: str) -> None:
+        self.conversation.new()
+        self._say("(new conversation)")
+
+    def _model(self, name: str) -> None:
+        if not name:
+            self._say(f"model: {self.client.model}")
+            return
+        self.client.model = self.conversation.model = name
+        self._say(f"(model: {name})")
+
+    def _system(self, text: str) -> None:
+        self.conversation.system = text or None
+        self._say("(system prompt set)" if text else "(system prompt cleared)")
+
+    def _history(self, _: str) -> None:
+        for message in self.conversation.messages():
+            content = message.get("content") or ""
+            calls = ", ".join(c["function"]["name"] for c in message.get("tool_calls") or [])
+            self._out(f"{message['role']}: {content}{' [tools: ' + calls + ']' if calls else ''}\n")
+
+    def _help(self, _: str) -> None:
+        self._out(HELP + "\n")
+
+    def _load_history(self) -> None:
+        if not self.tty:
+            return
+        try:
+            import readline  # not on every platform; input() still works without it
+        except ImportError:
+            return
+        self._readline = readline
+        if self.history_file is not None and self.history_file.is_file():
+            try:
+                readline.read_history_file(str(self.history_file))
+            except OSError:
+                pass
+
+    def _save_history(self) -> None:
+        if self._readline is None or self.history_file is None:
+            return
+        try:
+            self.history_file.parent.mkdir(parents=True, exist_ok=True)
+            self._readline.set_history_length(1000)
+            self._readline.write_history_file(str(self.history_file))
+            os.chmod(self.history_file, 0o600)
+        except OSError:
+            pass
+
+    def _say(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def _out(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,67 @@
+"""One conversation: its stored history, a turn at a time through the agent, saved after each."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Conversation:
+    """The history a turn is asked against, and where the finished turn is written."""
+
+    def __init__(
+        self,
+        store: Any,
+        cid: str | None = None,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.store = store
+        self.cid = cid
+        self.model = model
+        self.system = system
+        self.key = key
+        self._pending: dict | None = None  # the user message of the turn in flight
+
+    def messages(self) -> list[dict]:
+        """The conversation so far, with the system prompt this session uses."""
+        history = self.store.messages(self.cid) if self.store is not None and self.cid else []
+        if self.system is None:
+            return list(history)
+        rest = [m for m in history if m.get("role") != "system"]
+        return [{"role": "system", "content": self.system}, *rest]
+
+    def ask(self, agent: Any, text: str) -> Any:
+        """Start a turn for the user's `text`; iterate the returned Turn for its events."""
+        self._pending = {"role": "user", "content": text}
+        return agent.turn([*self.messages(), self._pending])
+
+    def save(self, turn: Any) -> None:
+        """Write the finished (or interrupted) turn in one transaction."""
+        if self.store is None or self._pending is None:
+            return
+        records = [self._pending, *turn.record()]
+        self._pending = None
+        interrupted = not turn.completed
+        with self.store.transaction():
+            if self.cid is None:
+                self.cid = self.store.new_conversation(
+                    model=self.model, system=self.system, key=self.key
+                )
+            self.store.append_turn(
+                self.cid,
+                records,
+                model=turn.model or self.model,
+                usage=turn.usage,
+                interrupted=interrupted,
+            )
+
+    def new(self) -> None:
+        """Start over: the next turn begins a new conversation."""
+        if self.store is not None and self.key is not None:
+            self.store.reset_key(self.key)
+        self.cid = None
