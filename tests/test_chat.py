@@ -146,10 +146,23 @@ def test_ctrl_c_stops_an_answer_and_keeps_the_conversation(chat, server):
     assert history[1]["content"].startswith("a long answer that")
 
 
+def reading(term):
+    """Wait until line editing is really reading keys (^L redraws the prompt then).
+
+    A ^C sent in the instant between the prompt appearing and readline waiting for
+    keys is only noticed at the next key: no person types that fast, a test does.
+    """
+    term.type("\x0c")
+    term.expect("m> ")
+
+
 def test_ctrl_c_at_an_empty_prompt_asks_then_leaves(chat):
     term = chat()
+    reading(term)
     term.type("\x03")
     term.expect("press Ctrl-C again")
+    term.expect("m> ")
+    reading(term)
     term.type("\x03")
     assert term.exit_code() == 0
 
