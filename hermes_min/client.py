@@ -124,11 +124,10 @@ class ChatClient:
         with self.stream(messages, **kwargs) as stream:
             return stream.result()
 
-    def models(self) -> list[dict]:
+    def models(self, *, slot: SocketSlot | None = None) -> list[dict]:
         """The endpoint's models (`GET /models`), as the server describes them."""
-        response = self._http.request(
-            "GET", self.base_url + "/models", headers=self._headers(False)
-        )
+        url = self.base_url + "/models"
+        response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
         body = bytearray()
         try:
             for read in self._http.reads(response):
@@ -139,12 +138,13 @@ class ChatClient:
             response.close()
         return self._model_list(response.status_code, response.headers, bytes(body))
 
-    def resolve_model(self) -> str:
+    def resolve_model(self, *, slot: SocketSlot | None = None) -> str:
         """The model to use: the configured one, else the only one the server serves."""
         if self.model:
             return self.model
         try:
-            ids = [m.get("id") for m in self.models() if isinstance(m, dict) and m.get("id")]
+            listed = self.models(slot=slot)
+            ids = [m.get("id") for m in listed if isinstance(m, dict) and m.get("id")]
         except StreamError as error:
             if error.kind != "http_error":
                 raise  # the server is unreachable: that, not the model, is the news
@@ -193,7 +193,7 @@ class ChatClient:
 
     def _send(self, body: dict, slot: SocketSlot, cancel: threading.Event) -> _Opened:
         if not body.get("model"):
-            body["model"] = self.resolve_model()
+            body["model"] = self.resolve_model(slot=slot)  # interruptible like the stream
         body = self._apply_quirks(body)
         attempt = 0
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import IO, Callable, Protocol
 
@@ -54,6 +55,7 @@ class Stream:
         self._queue: queue.Queue[list] = queue.Queue()  # batches of events, in order
         self._batch_lock = threading.Lock()
         self._open_batch: list | None = None  # put on the queue, not yet taken: still growing
+        self._taken: deque = deque()
         self._slot = SocketSlot()
         self._cancel = threading.Event()
         self._final: Done | Failed | None = None
@@ -63,17 +65,20 @@ class Stream:
         self._thread.start()
 
     def __iter__(self) -> Iterator:
+        # Events taken from the queue wait in self._taken until yielded, so an iteration
+        # cut short (Ctrl-C mid-batch) loses none: the next one starts where it stopped.
         while self._final is None:
-            batch = self._queue.get()
-            with self._batch_lock:
-                if batch is self._open_batch:
-                    self._open_batch = None  # taken: the worker starts a new batch
-            for event in batch:
-                self._notify(event)
-                yield event
-                if type(event) in _FINAL:
-                    self._final = event
-                    return
+            if not self._taken:
+                batch = self._queue.get()
+                with self._batch_lock:
+                    if batch is self._open_batch:
+                        self._open_batch = None  # taken: the worker starts a new batch
+                self._taken.extend(batch)
+            event = self._taken.popleft()
+            if type(event) in _FINAL:
+                self._final = event
+            self._notify(event)
+            yield event
 
     def result(self) -> Message:
         """Drain the stream; return the message, or raise its StreamError (with `.partial`)."""

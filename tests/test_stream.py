@@ -380,3 +380,29 @@ def test_no_model_and_several_served_says_how_to_set_it(server):
     with ChatClient(server.url) as client, pytest.raises(ConfigError) as caught:
         client.resolve_model()
     assert "-m" in str(caught.value) and "2 models" in str(caught.value)
+
+
+def test_an_iteration_cut_mid_batch_loses_no_event(server):
+    server.reply(Reply(parts=[sse(chunk("a"), chunk("b"), chunk("c"), chunk(finish="stop"))]))
+    with make_client(server) as client:
+        stream = client.stream(USER)
+        assert stream.join(5)  # everything is in one batch before we look
+        first = iter(stream)
+        assert next(first) == TextDelta("a")
+        first.close()  # what a KeyboardInterrupt between two events does to the loop
+        rest = list(stream)
+    assert [e.text for e in rest if isinstance(e, TextDelta)] == ["b", "c"]
+    assert isinstance(rest[-1], Done) and stream.result().content == "abc"
+
+
+def test_interrupt_reaches_the_model_list_request_too(server):
+    server.reply(Reply(parts=[b'{"data":[{"id":"m"}]}'], content_type="application/json",
+                       framing="length", before=Hold()))
+    with ChatClient(server.url) as client:  # no model: the worker asks the server first
+        stream = client.stream(USER)
+        assert server.holding.wait(5)
+        stream.interrupt()
+        assert stream.join(2)
+    with pytest.raises(StreamError) as caught:
+        stream.result()
+    assert caught.value.kind == "interrupted"
