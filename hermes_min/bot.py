@@ -7,7 +7,8 @@ from typing import Any
 
 from .config import Config
 from .connection import resolve_verify
-from .errors import ConfigError
+from .errors import ConfigError, StreamError
+from .events import Failed
 from .transports.botapi import BotAPI
 from .transports.telegram import Delivery, TelegramStreamer
 
@@ -23,8 +24,9 @@ def open_bot(config: Config) -> BotAPI:
             "telegram.token",
             config.source,
         )
-    verify = resolve_verify(config.provider.ca_bundle, False)
-    return BotAPI(token, config.telegram.api_base, verify=verify)
+    # Not provider.ca_bundle: that may hold only an internal CA, which would make every
+    # call to api.telegram.org fail. The CA environment variables and the system store apply.
+    return BotAPI(token, config.telegram.api_base, verify=resolve_verify(None, False))
 
 
 def streamer_for(
@@ -55,17 +57,29 @@ def streamer_for(
 
 
 def stream_into(stream: Any, streamer: TelegramStreamer) -> Delivery:
-    """Feed a model stream to a streamer; on Ctrl-C/SIGTERM the partial answer is delivered."""
+    """Feed a model stream (or agent turn) to a streamer; on Ctrl-C/SIGTERM the partial
+    answer is delivered, marked as cut, and the signal re-raised."""
     try:
         for event in stream:
             streamer.handle(event)
+            if streamer.stopped:  # the chat is gone: stop paying for the answer
+                stream.interrupt()
+                break
     except KeyboardInterrupt:
         stream.interrupt()
-        for event in stream:  # the worker ends with Failed(interrupted), carrying the partial
-            streamer.handle(event)
+        streamer.handle(_ending(stream))
         streamer.close()
         raise
     return streamer.close()
+
+
+def _ending(stream: Any) -> Failed:
+    """The interrupted stream's last event, with what had arrived."""
+    try:
+        stream.result()
+    except StreamError as error:
+        return Failed(error)
+    return Failed(StreamError("interrupted", "interrupted"))
 
 
 def chat_id_arg(value: str) -> int | str:

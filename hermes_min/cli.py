@@ -148,6 +148,13 @@ def _telegram_parser() -> _ArgumentParser:
     send.add_argument("-m", "--model", help="model name (HERMES_MODEL, provider.model)")
     send.add_argument("-s", "--system", help="system prompt")
     send.add_argument("--no-stdin", action="store_true", help="do not read piped stdin")
+    send.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="a tool the model may call (repeatable)",
+    )
     _connection_flags(send)
     return parser
 
@@ -340,6 +347,7 @@ def _message_line(message: dict) -> str:
 
 
 def _telegram(args: argparse.Namespace) -> int:
+    from . import assemble
     from .bot import chat_id_arg, open_bot, stream_into, streamer_for
 
     try:
@@ -348,13 +356,19 @@ def _telegram(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     config = _load(args)
     messages = _messages(args.system, _prompt(args))
-    with open_bot(config) as api, _client(config, config.streaming.enabled) as client:
+    streaming = config.streaming.enabled
+    with open_bot(config) as api, _client(config, streaming) as client:
         client.resolve_model()
+        agent = assemble.agent(config, client, args.tool, streaming)
         streamer = streamer_for(
             api, config, chat_id, thread_id=args.thread_id, reply_to=args.reply_to
         )
-        with client.stream(messages) as stream:
-            delivery = stream_into(stream, streamer)
+        with agent.turn(messages) as turn:
+            try:
+                delivery = stream_into(turn, streamer)
+            except KeyboardInterrupt:
+                _say(f"interrupted; {streamer.delivery.describe()}")
+                raise
     if delivery.complete:
         return EXIT_OK
     _say(delivery.describe())

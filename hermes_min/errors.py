@@ -74,6 +74,7 @@ class TelegramError(HermesError):
         error_code: int | None = None,
         retry_after: float | None = None,
         migrate_to_chat_id: int | None = None,
+        uncertain: bool = False,
     ) -> None:
         where = f"HTTP {error_code}" if error_code else "network"
         super().__init__(f"Telegram {method} failed ({where}): {description}")
@@ -82,3 +83,6 @@ class TelegramError(HermesError):
         self.error_code = error_code
         self.retry_after = retry_after
         self.migrate_to_chat_id = migrate_to_chat_id
+        # The request may have reached Telegram and been acted on, only the reply was
+        # lost (a read timeout, a reset after sending): resending could post it twice.
+        self.uncertain = uncertain

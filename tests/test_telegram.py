@@ -124,9 +124,10 @@ def test_identical_frames_are_not_sent(fake, api):
     out = streamer(api, GROUP, buffer_threshold=1)
     play(fake, out, ["abcdefghij"], "sendMessage")
     out.handle(TextDelta("   "))  # renders to the same preview: trailing space is trimmed
-    finish(out, "abcdefghij   ")
-    previews = [c.payload["text"] for c in fake.calls_to("editMessageText")[:-1]]
-    assert len(previews) == len(set(previews))
+    out.handle(TextDelta("\n"))
+    finish(out, "abcdefghij   \n")
+    edits = fake.calls_to("editMessageText")
+    assert len(edits) == 1 and edits[0].payload["parse_mode"] == "MarkdownV2"  # the final only
 
 
 def test_ten_thousand_characters_arrive_whole_in_order(fake, api):
@@ -291,7 +292,7 @@ def test_close_is_idempotent(fake, api):
     out = streamer(api, GROUP, enabled=False)
     first = finish(out, "once")
     assert out.close() is first and visible(fake, GROUP) == ["once"]
-    time.sleep(0)  # nothing further is sent after close
+    assert not out._thread_obj.is_alive()  # nothing can be sent after close
     assert len(fake.calls_to("sendMessage")) == 1
 
 
@@ -314,3 +315,113 @@ def test_each_segment_after_a_tool_call_is_its_own_message_and_draft(fake, api):
         "It is sunny in Paris today.",
     ]
     assert delivery.complete and delivery.parts_sent == 2
+
+
+def test_an_unchanged_draft_is_sent_again_before_it_expires(fake, api, monkeypatch):
+    monkeypatch.setattr(TelegramStreamer, "DRAFT_KEEPALIVE", 0.2)
+    out = streamer(api)
+    play(fake, out, ["a draft that stalls"], "sendMessageDraft")
+    again = fake.wait_for_calls(2, "sendMessageDraft")  # no new text: a keep-alive
+    assert again[0].payload == again[1].payload
+    finish(out, "a draft that stalls")
+
+
+def test_typing_is_refreshed_while_nothing_is_visible(fake, api, monkeypatch):
+    monkeypatch.setattr(TelegramStreamer, "TYPING_EVERY", 0.1)
+    out = streamer(api, GROUP)
+    fake.wait_for_calls(3, "sendChatAction")
+    finish(out, "finally")
+    assert fake.chat_actions(GROUP)[:3] == ["typing"] * 3
+
+
+def test_a_429_on_the_final_waits_exactly_and_still_delivers(fake, api):
+    fake.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    delivery = finish(streamer(api, GROUP, enabled=False), "patience")
+    first, second = fake.calls_to("sendMessage")
+    assert second.time - first.time >= 1.0 and delivery.complete
+
+
+def test_a_429_longer_than_the_final_deadline_fails_at_once(fake, api, monkeypatch):
+    from hermes_min.transports import telegram
+
+    monkeypatch.setattr(telegram, "MAX_FINAL_WAIT", 2.0)
+    fake.fail("sendMessage", 429, "Too Many Requests: retry after 60", retry_after=60)
+    started = time.monotonic()
+    delivery = finish(streamer(api, GROUP, enabled=False), "never")
+    assert time.monotonic() - started < 1.5
+    assert not delivery.already_sent and "wait 60 s" in delivery.describe()
+
+
+def test_ten_thousand_characters_by_drafts(fake, api):
+    text = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(30))
+    out = streamer(api)
+    play(fake, out, [text[:4000], text[4000:8000]], "sendMessageDraft")
+    assert all(len(c.payload["text"]) <= 4096 for c in fake.calls_to("sendMessageDraft"))
+    delivery = finish(out, text)
+    shown = visible(fake, USER)
+    assert len(shown) >= 3 and delivery.complete
+    assert "".join(shown).replace(" ", "").replace("\n", "") == text.replace(" ", "").replace(
+        "\n", ""
+    )
+
+
+def test_a_lost_reply_to_the_final_is_never_resent(fake, api):
+    fake.drop_connection("sendMessage")
+    delivery = finish(streamer(api, GROUP, enabled=False), "maybe posted")
+    assert len(fake.calls_to("sendMessage")) == 1  # sending again could post it twice
+    assert not delivery.already_sent and "may or may not be in the chat" in delivery.describe()
+
+
+def test_a_failed_typing_action_does_not_leave_drafts(fake, api):
+    fake.fail("sendChatAction", 500)
+    out = streamer(api)
+    fake.wait_for_calls(1, "sendChatAction")
+    play(fake, out, ["text after a failed typing action"], "sendMessageDraft")
+    finish(out, "text after a failed typing action")
+    assert not fake.calls_to("editMessageText")
+
+
+def test_model_errors_reach_the_chat_as_a_short_reason_only(fake, api):
+    detail = "cannot connect to http://10.0.0.7:8080/v1/chat/completions: connection refused"
+    out = streamer(api, GROUP)
+    out.handle(Failed(StreamError("connection", detail, partial=Message())))
+    delivery = out.close()
+    assert visible(fake, GROUP) == ["[no answer: the model could not be reached]"]
+    assert detail in delivery.describe() and not delivery.complete
+
+
+def test_a_wrong_token_stops_at_once(fake):
+    with BotAPI("999:wrong-token-abcdefghijklmnopqrstuvwx", fake.api_base) as bad:
+        out = streamer(bad)
+        out.handle(TextDelta("some text"))
+        delivery = finish(out, "some text")
+    assert len(fake.calls) == 1 and fake.calls[0].status == 401
+    assert "401" in delivery.describe() and out.stopped
+
+
+class _CutStream:
+    """A stream the user interrupts after its first piece of text."""
+
+    def __init__(self):
+        self.interrupted = False
+
+    def __iter__(self):
+        yield TextDelta("the first half")
+        raise KeyboardInterrupt
+
+    def interrupt(self):
+        self.interrupted = True
+
+    def result(self):
+        raise StreamError("interrupted", "interrupted", partial=Message(content="the first half"))
+
+
+def test_ctrl_c_delivers_the_partial_answer_marked_as_cut(fake, api):
+    from hermes_min.bot import stream_into
+
+    cut = _CutStream()
+    out = streamer(api, GROUP)
+    with pytest.raises(KeyboardInterrupt):
+        stream_into(cut, out)
+    assert cut.interrupted
+    assert visible(fake, GROUP)[-1] == "the first half\n\n[answer cut off: interrupted]"

@@ -111,7 +111,7 @@ class BotAPI:
                 proxies=self._proxies,
             )
         except requests.RequestException as exc:
-            error = TelegramError(method, self._network_reason(exc))
+            error = TelegramError(method, self._network_reason(exc), uncertain=_maybe_sent(exc))
         else:
             return self._result(method, response)
         # Raised outside the except block so the exception has neither __cause__ nor
@@ -256,6 +256,27 @@ class BotAPI:
         return self._call("deleteWebhook", {})
 
 
+def _maybe_sent(exc: requests.RequestException) -> bool:
+    """Whether the request may have reached Telegram before the failure."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        text = str(exc)
+        # urllib3 names failures before a byte was sent: no connection, no DNS, no proxy.
+        if any(
+            w in text
+            for w in (
+                "NewConnectionError",
+                "NameResolution",
+                "ProxyError",
+                "Connection refused",
+                "SSLError",
+            )
+        ):
+            return False
+    return True
+
+
 def _payload(**fields: Any) -> dict:
     """The fields that are set (not None), under the Bot API's own names."""
     return {name: value for name, value in fields.items() if value is not None}
@@ -298,7 +319,10 @@ def is_rate_limited(err: TelegramError) -> bool:
 
 def is_fatal_for_chat(err: TelegramError) -> bool:
     """Nothing more can be sent to this chat (blocked, kicked, deleted, unknown)."""
-    return err.error_code == 403 or any(_says(err, phrase) for phrase in _FATAL_FOR_CHAT)
+    # 401: the token is wrong, so nothing can be sent anywhere.
+    if err.error_code in (401, 403):
+        return True
+    return any(_says(err, phrase) for phrase in _FATAL_FOR_CHAT)
 
 
 def is_message_gone(err: TelegramError) -> bool:

@@ -86,12 +86,34 @@ def interim(text: str, cursor: str, limit: int = 4096) -> str:
     return (parts[-1] if parts else "") + cursor
 
 
-def visible(rendered: str, mode: str | None) -> str:
+def visible(rendered: str, mode: str | None, *, urls: bool = False) -> str:
     """The text Telegram shows for a rendered message: markup dropped, escapes undone.
 
-    A link shows only its label here; `render_plain` keeps the URL too.
+    A link shows only its label, unless `urls`: then "label (url)", as `render_plain`
+    writes it (the plain-text fallback must not lose a link's target).
     """
-    return "".join(_shown(t, mode) for t in _tokens(rendered, mode) if t.kind == "text")
+    out: list[str] = []
+    opened: list[_Tok] = []
+    for tok in _tokens(rendered, mode):
+        if tok.kind == "text":
+            out.append(_shown(tok, mode))
+        elif tok.kind == "open":
+            opened.append(tok)
+        elif tok.kind == "close" and opened:
+            url = _link_url(opened.pop(), tok, mode) if urls else None
+            if url:
+                out.append(f" ({url})")
+    return "".join(out)
+
+
+def _link_url(opener: _Tok, closer: _Tok, mode: str | None) -> str | None:
+    """The target of the link these tokens open and close, if they are a link."""
+    if mode == "MarkdownV2" and closer.raw.startswith("]("):
+        return re.sub(r"\\(.)", r"\1", closer.raw[2:-1])
+    if mode == "HTML" and opener.raw.startswith("<a "):
+        match = re.search(r'href="([^"]*)"', opener.raw)
+        return html.unescape(match.group(1)) if match else None
+    return None
 
 
 # ---------------------------------------------------------------- block structure

@@ -40,12 +40,14 @@ class ChatBudget:
         """Whether a call may go out now."""
         return self._clock() >= self.ready_at()
 
-    def spend(self) -> None:
-        """Record a call going out now."""
+    def spend(self, share: float = 1.0) -> None:
+        """Record a call going out now; `share` < 1 for a chat action, which is no message."""
         now = self._clock()
         with self._lock:
-            self._last = now
-            self._recent.append(now)
+            # The next call may follow after `share` of the interval.
+            self._last = now - (1.0 - share) * self.interval
+            if share >= 1.0:
+                self._recent.append(now)  # only messages count towards a group's 20 a minute
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nothing more to this chat for exactly `seconds`."""

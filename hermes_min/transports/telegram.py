@@ -33,6 +33,7 @@ class Delivery:
     answer_complete: bool = False
     error: TelegramError | None = None
     notes: list = field(default_factory=list)
+    model_error: str | None = None  # why the answer was cut (kept out of the chat)
 
     @property
     def already_sent(self) -> bool:
@@ -50,9 +51,12 @@ class Delivery:
             return f"delivered the whole answer in {self.parts_sent} message(s)"
         said = [f"delivered {self.parts_sent} of {self.parts_total} part(s)"]
         if not self.answer_complete:
-            said.append("the answer itself was cut off")
+            cut = "the answer itself was cut off"
+            said.append(f"{cut}: {self.model_error}" if self.model_error else cut)
         if self.error is not None:
             said.append(str(self.error))
+            if self.error.uncertain:
+                said.append("its reply was lost, so that part may or may not be in the chat")
         return "; ".join(said + self.notes)
 
 
@@ -64,6 +68,8 @@ class TelegramStreamer:
     """Feed it stream events with handle(); close() delivers the final and returns a Delivery."""
 
     RETRY_BACKOFF = 1.0  #: seconds before the first retry of a final part after a 5xx
+    TYPING_EVERY = TYPING_EVERY  #: seconds between typing actions while nothing is visible
+    DRAFT_KEEPALIVE = DRAFT_KEEPALIVE  #: seconds before an unchanged draft is sent again
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class TelegramStreamer:
         self._preview_id: int | None = None
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
         self._typing_at = float("-inf")
+        self._deadline = float("inf")
         self._plain_only = False
         self._migrated = self._thread_dropped = False
         self.delivery = Delivery()
@@ -131,6 +138,11 @@ class TelegramStreamer:
             self._cond.notify()
         self._thread_obj.join()
         return self.delivery
+
+    @property
+    def stopped(self) -> bool:
+        """The chat refused us (blocked, gone, bad token): feeding more events is pointless."""
+        return not self._thread_obj.is_alive() and self.delivery.error is not None
 
     def __enter__(self) -> TelegramStreamer:
         return self
@@ -170,7 +182,16 @@ class TelegramStreamer:
                 )
             if end is not None:
                 return end
+            self._safe_step(text)
+
+    def _safe_step(self, text: str) -> None:
+        try:
             self._step(text)
+        except (_Stop, TelegramError):
+            raise
+        except Exception:  # noqa: BLE001 - a preview bug must never cost the final answer
+            log.warning("previews stopped after an unexpected error", exc_info=True)
+            self._enabled = False
 
     def _new_segment(self) -> None:
         """After a tool call the text continues in a new message, with a new draft."""
@@ -183,9 +204,9 @@ class TelegramStreamer:
         if self._frame_wanted(self._text):
             due.append(self._budget.ready_at())
         if not self._shown:
-            due.append(max(self._typing_at + TYPING_EVERY, self._budget.ready_at()))
+            due.append(max(self._typing_at + self.TYPING_EVERY, self._budget.ready_at()))
         elif self._mode == "draft":
-            due.append(self._shown_at + DRAFT_KEEPALIVE)
+            due.append(self._shown_at + self.DRAFT_KEEPALIVE)
         wait = min(due) - self._clock() if due else 1.0
         return min(max(wait, 0.005), 1.0)
 
@@ -198,15 +219,19 @@ class TelegramStreamer:
         if self._frame_wanted(text):
             self._frame(text)
         elif self._shown and self._mode == "draft":
-            if self._clock() - self._shown_at >= DRAFT_KEEPALIVE:
+            if self._clock() - self._shown_at >= self.DRAFT_KEEPALIVE:
                 self._frame(text, keepalive=True)  # same text, same draft_id: nothing animates
-        elif not self._shown and self._clock() - self._typing_at >= TYPING_EVERY:
+        elif not self._shown and self._clock() - self._typing_at >= self.TYPING_EVERY:
             self._typing()
 
     def _typing(self) -> None:
         self._typing_at = self._clock()
         self._interim_call(
-            self._api.send_chat_action, self._chat, "typing", message_thread_id=self._thread
+            self._api.send_chat_action,
+            self._chat,
+            "typing",
+            message_thread_id=self._thread,
+            share=0.5,
         )
 
     def _frame(self, text: str, keepalive: bool = False) -> None:
@@ -246,9 +271,9 @@ class TelegramStreamer:
             self._preview_id = sent.get("message_id")
         return bool(sent)
 
-    def _interim_call(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+    def _interim_call(self, method: Callable, *args: Any, share: float = 1.0, **kwargs: Any) -> Any:
         """One preview call; failures drop the frame (the next one supersedes it)."""
-        self._budget.spend()
+        self._budget.spend(share)
         try:
             return method(*args, **kwargs)
         except TelegramError as error:
@@ -261,7 +286,11 @@ class TelegramStreamer:
             self._budget.pause(error.retry_after or 1.0)  # never a reason to leave drafts
         elif botapi.is_fatal_for_chat(error):
             raise _Stop(error)
-        elif not self._recover(error) and self._mode == "draft":
+        elif error.uncertain and error.method == "sendMessage":
+            # The preview may exist without our knowing its id: more previews could only
+            # add strays. The final still comes.
+            self._enabled = False
+        elif not self._recover(error) and _draft_refused(error) and self._mode == "draft":
             self._mode = "edit"  # once per answer: drafts refused here, edits work everywhere
             log.info(
                 "drafts refused in chat %s (%s); streaming by edits", self._chat, error.description
@@ -295,12 +324,15 @@ class TelegramStreamer:
     def _finish(self, end: object) -> None:
         content, complete = _final_text(end, self._text)
         self.delivery.answer_complete = complete
+        if isinstance(end, Failed):
+            self.delivery.model_error = end.error.message
         self._deliver_text(content)
 
     def _deliver_text(self, content: str) -> None:
         """One segment's final message(s); a segment with no text needs none."""
         if not content.strip():
             return
+        self._deadline = self._clock() + MAX_FINAL_WAIT  # one deadline for the whole delivery
         parts = self._parts(content)
         self.delivery.parts_total += len(parts)
         for index, (formatted, plain) in enumerate(parts):
@@ -310,7 +342,8 @@ class TelegramStreamer:
         """(formatted, plain) for each message the answer needs, measured after rendering."""
         try:
             rendered = render(content, self._parse_mode)
-            return [(p, visible(p, self._parse_mode)) for p in split(rendered, self._parse_mode)]
+            mode = self._parse_mode
+            return [(p, visible(p, mode, urls=True)) for p in split(rendered, mode)]
         except ValueError:  # e.g. one link longer than a message: formatting cannot fit
             self._plain_only = True
             return [(p, p) for p in split(render_plain(content), None)]
@@ -326,7 +359,10 @@ class TelegramStreamer:
                 self._note(
                     f"Telegram rejected the formatting ({error.description}); sent as plain text"
                 )
-        self._record(self._final_call(index, plain, None))
+        pieces = split(plain, None)  # with link targets written out, it may need two
+        self.delivery.parts_total += len(pieces) - 1
+        for number, piece in enumerate(pieces):
+            self._record(self._final_call(index + number, piece, None))
 
     def _record(self, message_id: int | None) -> None:
         self.delivery.parts_sent += 1
@@ -334,11 +370,9 @@ class TelegramStreamer:
             self.delivery.message_ids.append(message_id)
 
     def _final_call(self, index: int, text: str, mode: str | None) -> int | None:
-        waited, error = 0.0, None
+        error = None
         for attempt in range(FINAL_ATTEMPTS):
-            waited += self._wait_for_budget()
-            if waited > MAX_FINAL_WAIT:
-                break
+            self._wait_for_budget(self._deadline)
             self._budget.spend()
             try:
                 return self._send_part(index, text, mode)
@@ -346,7 +380,7 @@ class TelegramStreamer:
                 error = failure
                 if not self._final_retryable(failure, index, attempt):
                     raise
-        raise error or TelegramError("sendMessage", f"still rate limited after {waited:.0f} s")
+        raise error  # type: ignore[misc]
 
     def _send_part(self, index: int, text: str, mode: str | None) -> int | None:
         if index == 0 and self._preview_id is not None:
@@ -373,6 +407,8 @@ class TelegramStreamer:
     def _final_retryable(self, error: TelegramError, index: int, attempt: int) -> bool:
         if botapi.is_fatal_for_chat(error) or botapi.is_parse_error(error):
             return False
+        if error.uncertain and error.method == "sendMessage":
+            return False  # Telegram may have posted it: sending again could show it twice
         if botapi.is_rate_limited(error):
             self._budget.pause(error.retry_after or 1.0)  # the final waits; it is never dropped
             return True
@@ -384,14 +420,20 @@ class TelegramStreamer:
             return True
         return False
 
-    def _wait_for_budget(self) -> float:
-        waited = 0.0
+    def _wait_for_budget(self, deadline: float | None = None) -> None:
+        """Sleep until the chat's budget allows a call; give up at once if past `deadline`."""
+        ready = self._budget.ready_at()
+        if deadline is not None and ready > deadline:
+            wait = ready - self._clock()
+            raise TelegramError(
+                "sendMessage",
+                f"Telegram asked to wait {wait:.0f} s more; gave up after {MAX_FINAL_WAIT:.0f} s",
+            )
         while True:
             wait = self._budget.ready_at() - self._clock()
             if wait <= 0:
-                return waited
+                return
             time.sleep(min(wait, 1.0))
-            waited += min(wait, 1.0)
 
 
 def _final_text(end: object, streamed: str) -> tuple[str, bool]:
@@ -405,11 +447,29 @@ def _final_text(end: object, streamed: str) -> tuple[str, bool]:
     if isinstance(end, Failed):
         partial = end.error.partial
         text = partial.content if partial is not None else streamed
-        reason = "interrupted" if end.error.kind == "interrupted" else end.error.message
+        # The chat gets a short reason; the details (URLs, provider messages) go to the
+        # operator, through Delivery.model_error.
+        reason = _CHAT_REASONS.get(end.error.kind, "the model stopped with an error")
     else:
         text, reason = streamed, "stopped"
-    note = f"[answer cut off: {reason}]"
-    return (f"{text.rstrip()}\n\n{note}" if text.strip() else note), False
+    if not text.strip():
+        return f"[no answer: {reason}]", False
+    return f"{text.rstrip()}\n\n[answer cut off: {reason}]", False
+
+
+_CHAT_REASONS = {
+    "interrupted": "interrupted",
+    "incomplete": "the connection to the model broke",
+    "connection": "the model could not be reached",
+    "timeout": "the model took too long",
+    "tls": "the model could not be reached",
+    "proxy": "the model could not be reached",
+}
+
+
+def _draft_refused(error: TelegramError) -> bool:
+    """Telegram refused the draft itself (not a network blip, not a 5xx, not typing)."""
+    return error.method == "sendMessageDraft" and error.error_code in (400, 404)
 
 
 def _new_draft_id() -> int:
