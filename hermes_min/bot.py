@@ -37,6 +37,7 @@ def streamer_for(
     thread_id: int | None = None,
     reply_to: int | None = None,
     budgets: Any = None,
+    announce_failures: bool = True,
 ) -> TelegramStreamer:
     """A streamer into one chat, set up from the streaming settings."""
     s = config.streaming
@@ -52,6 +53,7 @@ def streamer_for(
         cursor=s.cursor,
         parse_mode=config.telegram.parse_mode,
         tool_progress=config.telegram.tool_progress,
+        announce_failures=announce_failures,
         budgets=budgets,
     )
 

@@ -133,7 +133,7 @@ def _conversation_flags(parser: argparse.ArgumentParser) -> None:
 
 def _telegram_parser() -> _ArgumentParser:
     parser = _ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
-    commands = parser.add_subparsers(dest="action", metavar="send", required=True)
+    commands = parser.add_subparsers(dest="action", metavar="send|poll|whoami", required=True)
     send = commands.add_parser(
         "send",
         help="stream the answer to a prompt into one chat",
@@ -156,7 +156,41 @@ def _telegram_parser() -> _ArgumentParser:
         help="a tool the model may call (repeatable)",
     )
     _connection_flags(send)
+    _poll_parser(commands, parser)
+    whoami = commands.add_parser(
+        "whoami", help="print who has written to the bot (answers and confirms nothing)"
+    )
+    whoami.error = parser.error  # type: ignore[method-assign]
+    whoami.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
     return parser
+
+
+def _poll_parser(commands: Any, parent: argparse.ArgumentParser) -> None:
+    poll = commands.add_parser(
+        "poll",
+        help="answer the messages sent to the bot",
+        description="Answer each text message from an allowed user once, streaming the "
+        "answer. Exit 0 when all were handled, 1 when a human must fix something, 75 to "
+        "retry later (another run holds the lock, Telegram or the model is down).",
+    )
+    poll.error = parent.error  # type: ignore[method-assign]
+    poll.add_argument("--once", action="store_true", help="handle what is pending and exit")
+    poll.add_argument(
+        "--max-seconds", type=float, metavar="N", help="start no new update after N seconds"
+    )
+    poll.add_argument("--max-updates", type=int, metavar="N", help="handle at most N updates")
+    poll.add_argument(
+        "--wait-lock",
+        action="store_true",
+        help="wait for another run to finish instead of exiting 75",
+    )
+    poll.add_argument(
+        "--delete-webhook",
+        action="store_true",
+        help="remove the bot's webhook first (polling and webhooks exclude each other)",
+    )
+    poll.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    poll.add_argument("-v", "--verbose", action="store_true", help="one line per update handled")
 
 
 def _ask_parser() -> _ArgumentParser:
@@ -347,6 +381,86 @@ def _message_line(message: dict) -> str:
 
 
 def _telegram(args: argparse.Namespace) -> int:
+    if args.action == "poll":
+        return _telegram_poll(args)
+    if args.action == "whoami":
+        return _telegram_whoami(args)
+    return _telegram_send(args)
+
+
+def _telegram_poll(args: argparse.Namespace) -> int:
+    from .poll import PollError, Signals, Wakeup
+
+    with Signals() as signals:
+        try:
+            return _poll_with(args, signals)
+        except (Wakeup, KeyboardInterrupt):
+            return 128 + (signals.signum or signal.SIGINT)
+        except HermesError as error:
+            if isinstance(error, PollError) or error.exit_code != 2:
+                raise
+            raise PollError(str(error), 1) from None  # cron's contract: 1 = fix by hand
+
+
+def _poll_with(args: argparse.Namespace, signals: Any) -> int:
+    from . import assemble
+    from .bot import open_bot
+    from .poll import Poller, bot_id, get_me, run_lock
+    from .storage import default_path
+
+    config = _load(args)
+    state = Path(config.storage.path or default_path())
+    with open_bot(config) as api:
+        with run_lock(
+            state.with_name(f"telegram-{bot_id(config.telegram.token)}.lock"), args.wait_lock
+        ):
+            bot = get_me(api)
+            if args.delete_webhook:
+                api.delete_webhook()
+            with assemble.store(config, required=True) as store, _LazyAgent(config) as agent:
+                poller = Poller(config, api, store, agent.get, signals, bot=bot)
+                return poller.run(
+                    once=args.once, max_seconds=args.max_seconds, max_updates=args.max_updates
+                )
+
+
+class _LazyAgent:
+    """The model client and agent, built at the first message (a quiet run needs neither)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.client: Any = None
+
+    def get(self) -> Any:
+        from . import assemble
+
+        if self.client is None:
+            self.client = assemble.chat_client(self.config, self.config.streaming.enabled)
+            self.client.resolve_model()
+        return assemble.agent(self.config, self.client, (), self.config.streaming.enabled)
+
+    def __enter__(self) -> _LazyAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def _telegram_whoami(args: argparse.Namespace) -> int:
+    from .bot import open_bot
+    from .poll import whoami
+
+    with open_bot(_load(args)) as api:
+        lines = whoami(api)
+    for line in lines:
+        print(line)
+    if not lines:
+        _say("no pending messages: send the bot a message, then run this again")
+    return EXIT_OK
+
+
+def _telegram_send(args: argparse.Namespace) -> int:
     from . import assemble
     from .bot import chat_id_arg, open_bot, stream_into, streamer_for
 

@@ -59,6 +59,10 @@ class TelegramConfig:
     api_base: str = "https://api.telegram.org"
     parse_mode: str = "MarkdownV2"
     tool_progress: bool = False
+    allowed_users: tuple = ()
+    allowed_chats: tuple = ()
+    deny_message: str | None = None
+    group_mode: str = "mention"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,10 @@ _TYPES: dict[str, dict[str, Any]] = {
         "api_base": str,
         "parse_mode": ("MarkdownV2", "HTML"),
         "tool_progress": bool,
+        "allowed_users": _ListOf(int),
+        "allowed_chats": _ListOf(int),
+        "deny_message": str,
+        "group_mode": ("mention", "all"),
     },
     "agent": {
         "max_turns": int,

@@ -27,6 +27,13 @@ class Conversation:
         self.key = key
         self._pending: dict | None = None  # the user message of the turn in flight
 
+    @classmethod
+    def for_key(
+        cls, store: Any, key: str, *, model: str | None = None, system: str | None = None
+    ) -> Conversation:
+        """The current conversation of `key` (a Telegram chat or topic), or a new one."""
+        return cls(store, store.conversation_for_key(key), model=model, system=system, key=key)
+
     def messages(self) -> list[dict]:
         """The conversation so far, with the system prompt this session uses."""
         history = self.store.messages(self.cid) if self.store is not None and self.cid else []

@@ -85,11 +85,15 @@ class TelegramStreamer:
         cursor: str = " \u2589",
         parse_mode: str = "MarkdownV2",
         tool_progress: bool = False,
+        announce_failures: bool = True,
         budgets: Budgets | None = None,
     ) -> None:
         self._api, self._chat, self._thread, self._reply_to = api, chat_id, thread_id, reply_to
         self._enabled, self._threshold, self._cursor = enabled, buffer_threshold, cursor
         self._parse_mode, self._tool_progress = parse_mode, tool_progress
+        # False for the cron bot: a model failure before any text sends nothing, so the
+        # next run's answer is the only thing the user ever sees.
+        self._announce_failures = announce_failures
         self._budgets = budgets or Budgets(edit_interval)
         self._budget = self._budgets.for_chat(chat_id)
         self._clock: Callable[[], float] = self._budgets.clock
@@ -326,7 +330,13 @@ class TelegramStreamer:
         self.delivery.answer_complete = complete
         if isinstance(end, Failed):
             self.delivery.model_error = end.error.message
+            if not self._announce_failures and not self._seen_text():
+                return
         self._deliver_text(content)
+
+    def _seen_text(self) -> bool:
+        """Whether any of this answer reached the chat (a preview, or an earlier segment)."""
+        return bool(self._shown) or self.delivery.parts_sent > 0
 
     def _deliver_text(self, content: str) -> None:
         """One segment's final message(s); a segment with no text needs none."""
