@@ -9,7 +9,9 @@ __version__ = "0.1.0"
 
 # Names load on first use (PEP 562), so `hermes --version` does not pay for requests.
 _EXPORTS = {
+    "Agent": "agent",
     "ChatClient": "client",
+    "Conversation": "conversation",
     "ConfigError": "errors",
     "Done": "events",
     "Failed": "events",
@@ -19,9 +21,13 @@ _EXPORTS = {
     "Stream": "stream",
     "StreamError": "errors",
     "TelegramError": "errors",
+    "SegmentBreak": "events",
     "TextDelta": "events",
     "ToolCall": "message",
     "ToolCallStarted": "events",
+    "ToolProgress": "events",
+    "Turn": "agent",
+    "tool": "tools",
     "load_config": "config",
     "replay": "response",
 }

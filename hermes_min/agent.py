@@ -195,11 +195,14 @@ class Turn:
                 self.agent.on_first_delta()
             first = first and kind not in _SHOWN
             tool_seen = tool_seen or kind is ToolCallStarted
-            if kind is TextDelta:
-                pieces = splitter.feed(event.text) if splitter else [("text", event.text)]
-                yield from self._pieces(pieces, thought, tool_seen)
-            else:
-                yield event
+            if kind is TextDelta and splitter is not None and not splitter.passing:
+                yield from self._pieces(splitter.feed(event.text), thought, tool_seen)
+                continue
+            if kind is TextDelta:  # the common case: the event goes out as it came
+                self._shown_text.append(event.text)
+                if not tool_seen and self.agent.stream_delta_callback:
+                    self.agent.stream_delta_callback(event.text)
+            yield event
         return None
 
     def _pieces(self, pieces: list, thought: list, tool_seen: bool) -> Iterator:

@@ -206,8 +206,27 @@ def resolve_verify(ca_bundle: str | None, insecure: bool) -> str | bool:
     ):
         if candidate:
             return os.path.expanduser(candidate)
-    system = ssl.get_default_verify_paths().cafile  # where internal CAs are installed
-    return system if system and os.path.isfile(system) else True
+    return _system_ca_file() or True
+
+
+# Where distributions keep the system store (internal CAs are added there); checked after
+# OpenSSL's own default, which a Python built with its own OpenSSL may point elsewhere.
+_SYSTEM_CA_FILES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora, CentOS
+    "/etc/ssl/ca-bundle.pem",  # SUSE
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # RHEL 7+
+    "/etc/ssl/cert.pem",  # macOS, BSDs
+)
+
+
+def _system_ca_file() -> str | None:
+    """The system's CA file (where internal CAs are installed), if there is one."""
+    default = ssl.get_default_verify_paths().cafile
+    for candidate in (default, *_SYSTEM_CA_FILES):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -223,6 +242,13 @@ def translate(exc: BaseException, url: str, timeout: tuple[float, float]) -> Str
     """One clear StreamError for a requests/urllib3/socket failure; never the secret-laden URL."""
     where = _where(url)
     text = str(exc)
+    if "Could not find a suitable TLS CA certificate bundle" in text:
+        path = text.rsplit("invalid path: ", 1)[-1]
+        return StreamError(
+            "tls",
+            f"the CA file {path} does not exist "
+            "(set provider.ca_bundle or --ca-bundle to your CA file)",
+        )
     if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return StreamError(
             "tls",

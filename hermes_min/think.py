@@ -22,6 +22,11 @@ class ThinkSplitter:
         self._space = ""  # that whitespace, held: it is dropped if a block follows
         self._blocks = 0
 
+    @property
+    def passing(self) -> bool:
+        """Past the start, no block open, nothing held: from now on text passes unchanged."""
+        return not self._leading and self._closer is None and not self._held
+
     def feed(self, text: str) -> list[tuple[str, str]]:
         """Split one delta."""
         out: list[tuple[str, str]] = []

@@ -16,6 +16,7 @@ SOURCES = sorted(
         *ROOT.glob("hermes_min/**/*.py"),
         *ROOT.glob("tests/*.py"),
         *ROOT.glob("bench/*.py"),
+        *ROOT.glob("tools/*.py"),
         ROOT / "bin" / "hermes",
         ROOT / "setup.py",
     ]

@@ -141,3 +141,14 @@ def test_redact_known_and_key_shaped_secrets():
     out = redact(text, ["mine"])
     for secret in ("sk-abc123456789", "AAE_abcdefghijklmnopqrstu", "u:pw", "mine"):
         assert secret not in out
+
+
+def test_a_missing_ca_file_is_named():
+    with (
+        ChatClient(
+            "https://127.0.0.1:9/v1", None, "m", ca_bundle="/nonexistent/ca.pem", max_retries=0
+        ) as client,
+        pytest.raises(StreamError) as caught,
+    ):
+        client.complete(USER)
+    assert caught.value.kind == "tls" and "/nonexistent/ca.pem does not exist" in str(caught.value)

@@ -1,0 +1,213 @@
+"""`hermes telegram poll` and `whoami`, in-process against the fake Bot API and SSE server."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from hermes_min import client as client_module
+from hermes_min.cli import main
+from tests.fake_botapi import FakeBotAPI
+from tests.sse_server import Reply, answer
+
+ALICE, BOB, STRANGER = 111, 222, 999
+GROUP = -100123
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def fake():
+    with FakeBotAPI(per_chat_interval=0.01, group_window=1.0) as server:
+        yield server
+        server.assert_clean()
+
+
+@pytest.fixture
+def bot(fake, server, tmp_path, monkeypatch):
+    """Run `hermes telegram poll ...` with a config for the two local servers."""
+    monkeypatch.setattr(sys, "stdin", FakeTTY())
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
+    client_module._QUIRKS.clear()
+    config = tmp_path / "config.yaml"
+
+    def configure(extra: str = "") -> None:
+        config.write_text(
+            f"provider:\n  base_url: {server.url}\n  model: m\n  max_retries: 0\n"
+            f"telegram:\n  api_base: {fake.api_base}\n  allowed_users: [{ALICE}, {BOB}]\n"
+            f"{extra}storage:\n  path: {tmp_path / 'state' / 'hermes.db'}\n"
+            "streaming:\n  edit_interval: 0.02\n  buffer_threshold: 5\n",
+            encoding="utf-8",
+        )
+
+    def run(*argv: str) -> int:
+        return main(["telegram", "poll", "--once", "--config", str(config), *argv])
+
+    configure()
+    run.configure = configure
+    run.config = config
+    return run
+
+
+def answers(fake, chat):
+    return [m.text for m in fake.messages(chat) if m.from_bot]
+
+
+def prompts(server):
+    return [r["json"]["messages"][-1]["content"] for r in server.requests]
+
+
+def test_every_allowed_message_is_answered_once_across_runs(bot, fake, server, capsys):
+    server.reply(*[Reply(parts=answer(f"answer {i}")) for i in range(3)])
+    for text in ("one", "two", "three"):
+        fake.queue_text(ALICE, text)
+    assert bot() == 0
+    assert answers(fake, ALICE) == ["answer 0", "answer 1", "answer 2"]
+    for _ in range(3):
+        assert bot() == 0  # later runs find nothing new
+    assert len(server.requests) == 3 and not fake.pending_updates
+    assert capsys.readouterr() == ("", "")  # quiet on success
+
+
+def test_strangers_never_reach_the_model(bot, fake, server):
+    bot.configure("  deny_message: This is a private bot.\n")
+    fake.queue_text(STRANGER, "let me in")
+    fake.queue_text(STRANGER, "please", chat_id=GROUP)
+    assert bot() == 0
+    assert not server.requests
+    assert answers(fake, STRANGER) == ["This is a private bot."]
+    assert bot() == 0 and answers(fake, STRANGER) == ["This is a private bot."]  # confirmed
+
+
+def test_strangers_get_no_reply_without_a_deny_message(bot, fake, server):
+    fake.queue_text(STRANGER, "hello?")
+    assert bot() == 0 and not server.requests and answers(fake, STRANGER) == []
+
+
+def test_allowed_chats_let_everyone_in_that_chat_in(bot, fake, server):
+    bot.configure(f"  allowed_chats: [{GROUP}]\n  group_mode: all\n")
+    server.reply(Reply(parts=answer("hi group")))
+    fake.queue_text(STRANGER, "question", chat_id=GROUP)
+    assert bot() == 0 and answers(fake, GROUP) == ["hi group"]
+
+
+def test_groups_answer_only_mentions_and_replies(bot, fake, server):
+    server.reply(Reply(parts=answer("yes?")))
+    fake.queue_text(ALICE, "chatting among ourselves", chat_id=GROUP)
+    fake.queue_text(ALICE, "@hermes_test_bot what is 2+2?", chat_id=GROUP)
+    assert bot() == 0
+    assert prompts(server) == ["what is 2+2?"]  # the mention is not part of the question
+    assert answers(fake, GROUP) == ["yes?"]
+
+
+def test_each_chat_and_topic_has_its_own_memory_across_runs(bot, fake, server):
+    server.reply(*[Reply(parts=answer(f"reply {i}")) for i in range(4)])
+    fake.add_topic(GROUP, 5)
+    fake.queue_text(ALICE, "I am Alice")
+    fake.queue_text(BOB, "I am Bob")
+    fake.queue_text(ALICE, "@hermes_test_bot topic talk", chat_id=GROUP, message_thread_id=5)
+    assert bot() == 0
+    fake.queue_text(ALICE, "who am I?")
+    assert bot() == 0
+    last = server.requests[-1]["json"]["messages"]
+    assert [m["content"] for m in last] == ["I am Alice", "reply 0", "who am I?"]
+    topic = [m for m in fake.messages(GROUP) if m.from_bot]
+    assert topic[0].message_thread_id == 5
+
+
+def test_new_starts_over_and_help_says_what_the_bot_does(bot, fake, server):
+    server.reply(Reply(parts=answer("noted")), Reply(parts=answer("fresh")))
+    fake.queue_text(ALICE, "remember 42")
+    fake.queue_text(ALICE, "/new")
+    fake.queue_text(ALICE, "/help")
+    fake.queue_text(ALICE, "what did I say?")
+    assert bot() == 0
+    assert server.requests[-1]["json"]["messages"] == [
+        {"role": "user", "content": "what did I say?"}
+    ]
+    said = answers(fake, ALICE)
+    assert said[1] == "Starting a new conversation." and "/new" in said[2]
+
+
+def test_non_text_messages_get_a_text_only_reply(bot, fake, server):
+    update = {
+        "message": {
+            "message_id": 7,
+            "date": 0,
+            "chat": {"id": ALICE, "type": "private"},
+            "from": {"id": ALICE, "is_bot": False, "first_name": "A"},
+            "photo": [{"file_id": "x", "width": 1, "height": 1}],
+        }
+    }
+    fake.queue_update(update)
+    assert bot() == 0 and not server.requests
+    assert answers(fake, ALICE) == ["I can only read text messages."]
+
+
+def test_an_edited_message_is_not_answered_again(bot, fake, server):
+    edited = {
+        "edited_message": {
+            "message_id": 1,
+            "date": 0,
+            "edit_date": 1,
+            "chat": {"id": ALICE, "type": "private"},
+            "from": {"id": ALICE, "is_bot": False, "first_name": "A"},
+            "text": "edited text",
+        }
+    }
+    fake.queue_update(edited)
+    assert bot() == 0 and not server.requests and not fake.pending_updates
+
+
+def test_max_updates_and_max_seconds_bound_a_run(bot, fake, server):
+    server.reply(*[Reply(parts=answer(f"a{i}")) for i in range(3)])
+    for text in ("1", "2", "3"):
+        fake.queue_text(ALICE, text)
+    assert bot("--max-updates", "2") == 0 and prompts(server) == ["1", "2"]
+    assert bot("--max-seconds", "0") == 0 and prompts(server) == ["1", "2"]
+    assert bot() == 0 and prompts(server) == ["1", "2", "3"]
+
+
+def test_no_access_lists_refuses_to_start_and_says_how(fake, server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"telegram:\n  api_base: {fake.api_base}\nstorage:\n  path: {tmp_path / 'db'}\n"
+    )
+    code = main(["telegram", "poll", "--once", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 1 and "allowed_users" in err and "whoami" in err and err.count("\n") == 1
+
+
+def test_a_bad_token_is_a_human_problem(bot, fake, monkeypatch, capsys):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:wrong-token-abcdefghijklmnopqrstu")
+    assert bot() == 1
+    err = capsys.readouterr().err
+    assert "token" in err and "wrong-token" not in err
+
+
+def test_model_down_exits_75_and_the_next_run_answers(bot, fake, server):
+    from tests.sse_server import free_port
+
+    fake.queue_text(ALICE, "are you there?")
+    up, down = server.url, f"http://127.0.0.1:{free_port()}/v1"
+    bot.config.write_text(bot.config.read_text().replace(up, down))
+    assert bot() == 75
+    assert answers(fake, ALICE) == [] and fake.pending_updates  # nothing sent, nothing confirmed
+    bot.config.write_text(bot.config.read_text().replace(down, up))
+    server.reply(Reply(parts=answer("yes")))
+    assert bot() == 0 and answers(fake, ALICE) == ["yes"]
+
+
+def test_whoami_lists_senders_and_confirms_nothing(fake, bot, tmp_path, capsys):
+    fake.queue_text(STRANGER, "hi")
+    fake.queue_text(ALICE, "hello", chat_id=GROUP)
+    code = main(["telegram", "whoami", "--config", str(tmp_path / "config.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0 and f"user {STRANGER}" in out and f"chat {GROUP}" in out
+    assert len(fake.pending_updates) == 2
