@@ -84,9 +84,12 @@ class BodyFolder:
         return events
 
     def _chunk(self, kind: str, data: str, events: list) -> Failed | None:
-        chunk = _object(data)
-        if not isinstance(chunk, dict):
-            return self._fail("invalid_json", chunk)
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            chunk = None
+        if type(chunk) is not dict:
+            return self._fail("invalid_json", _object(data))  # says why it is not an object
         events.extend(self._acc.feed(chunk))
         if chunk.get("error"):
             return self._fail("api_error", _provider_error(chunk))

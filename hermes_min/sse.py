@@ -19,7 +19,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """Decode one read; return the events it completed."""
-        chunk = self._strip_bom(chunk)
+        if self._head is not None:
+            chunk = self._strip_bom(chunk)
         if not chunk:
             return []
         if self._after_cr and chunk[:1] == b"\n":

@@ -67,26 +67,44 @@ class Stream:
     def __iter__(self) -> Iterator:
         # Events taken from the queue wait in self._taken until yielded, so an iteration
         # cut short (Ctrl-C mid-batch) loses none: the next one starts where it stopped.
+        taken = self._taken
         while self._final is None:
-            if not self._taken:
-                batch = self._queue.get()
-                with self._batch_lock:
-                    if batch is self._open_batch:
-                        self._open_batch = None  # taken: the worker starts a new batch
-                self._taken.extend(batch)
-            event = self._taken.popleft()
+            if not taken:
+                self._take()
+            event = taken.popleft()
             if type(event) in _FINAL:
                 self._final = event
-            self._notify(event)
+            if self._watching:
+                self._notify(event)
             yield event
 
     def result(self) -> Message:
         """Drain the stream; return the message, or raise its StreamError (with `.partial`)."""
-        for _ in self:
-            pass
+        taken = self._taken
+        while self._final is None:  # like iterating, minus a generator step per event
+            if not taken:
+                self._take()
+            event = taken.popleft()
+            if type(event) in _FINAL:
+                self._final = event
+            if self._watching:
+                self._notify(event)
         if isinstance(self._final, Failed):
             raise self._final.error
         return self._final.message  # type: ignore[union-attr]
+
+    def _take(self) -> None:
+        """Move the next batch from the queue to self._taken (waiting for one if need be)."""
+        batch = self._queue.get()
+        with self._batch_lock:
+            if batch is self._open_batch:
+                self._open_batch = None  # taken: the worker starts a new batch
+        self._taken.extend(batch)
+
+    @property
+    def _watching(self) -> bool:
+        # Callbacks need every event; without any, the events need no bookkeeping.
+        return self.stream_delta_callback is not None or self.on_first_delta is not None
 
     def interrupt(self) -> None:
         """Stop now, from any thread: the socket is shut, so a blocked read returns at once."""
