@@ -146,8 +146,8 @@ class ChatClient:
             listed = self.models(slot=slot)
             ids = [m.get("id") for m in listed if isinstance(m, dict) and m.get("id")]
         except StreamError as error:
-            if error.kind != "http_error":
-                raise  # the server is unreachable: that, not the model, is the news
+            if error.kind != "http_error" or error.status not in (400, 404, 405, 501):
+                raise  # the server is unreachable or failing: that, not the model, is the news
             raise ConfigError(
                 f"no model set, and the server's model list failed ({error}); "
                 "pass -m MODEL, set HERMES_MODEL or provider.model",

@@ -34,15 +34,31 @@ LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
-_FIX_BY_HAND = {400, 401, 403, 404}  # model refusals a retry cannot fix
+_CONFIG_REFUSALS = {401, 403, 404}  # the model's endpoint refuses us: fix the config
+_USER_CONTENT = {
+    "photo",
+    "document",
+    "voice",
+    "video",
+    "video_note",
+    "audio",
+    "sticker",
+    "animation",
+    "location",
+    "venue",
+    "contact",
+    "poll",
+    "dice",
+}
 
 
 class PollError(HermesError):
     """The run cannot go on; `exit_code` says: retry later (75) or a human must fix it (1)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, *, final: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.final = final  # stop even a long poll (another poller: waiting cannot help)
 
 
 class Wakeup(BaseException):
@@ -53,12 +69,17 @@ class Wakeup(BaseException):
 
 
 class Signals:
-    """SIGINT/SIGTERM: the first lets the update in progress finish, a second cuts it."""
+    """SIGINT/SIGTERM: the first lets the update in progress finish, a second cuts it.
+
+    Only one signal ever raises inside an answer: whatever follows (delivering the cut
+    answer, recording it) must not be cut again, or an answer could be sent and not kept.
+    """
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.signum: int | None = None
-        self.idle = True  # waiting on Telegram or a back-off, not answering
+        self.idle = False  # True only while waiting on Telegram or a back-off
+        self._cut = False
         self._previous: dict = {}
 
     def __enter__(self) -> Signals:
@@ -75,8 +96,10 @@ class Signals:
         self.signum = self.signum or signum
         self.stop.set()
         if self.idle:
+            self.idle = False
             raise Wakeup
-        if second:
+        if second and not self._cut:
+            self._cut = True
             raise KeyboardInterrupt  # the answer in progress is cut, delivered and kept
 
 
@@ -119,18 +142,26 @@ class Access:
         """ "answer", "deny" (a stranger) or "ignore" (a group message not meant for us)."""
         sender = (message.get("from") or {}).get("id")
         chat = message.get("chat") or {}
+        if chat.get("type") in ("group", "supergroup") and self.group_mode == "mention":
+            if not self._addressed(message):
+                return "ignore"  # group chatter is nobody's business, allowed or not
         if sender not in self.users and chat.get("id") not in self.chats:
             return "deny"
-        if chat.get("type") in ("group", "supergroup") and self.group_mode == "mention":
-            return "answer" if self._addressed(message) else "ignore"
         return "answer"
 
     def _addressed(self, message: dict) -> bool:
         reply = message.get("reply_to_message") or {}
         if (reply.get("from") or {}).get("id") == self.bot_id:
             return True
-        text = message.get("text") or ""
-        return bool(self.username) and f"@{self.username}" in text.lower()
+        return bool(self.username) and self.username in _mentions(message)
+
+    def command(self, text: str) -> str:
+        """The bot command the text starts with ("/new"), if it is meant for this bot."""
+        word = text.strip().split()[0] if text.strip() else ""
+        if not word.startswith("/"):
+            return ""
+        name, _, target = word.partition("@")
+        return name.lower() if not target or target.lower() == self.username else ""
 
     def strip_mention(self, text: str) -> str:
         """The text without the bot's @name (the model needs the question, not the address)."""
@@ -172,11 +203,11 @@ class Poller:
         failures = 0
         while not self._should_stop(deadline, max_updates):
             try:
-                updates = self._fetch(0 if once else LONG_POLL)
+                updates = self._fetch(0 if once else self._poll_timeout(deadline))
             except Wakeup:
                 break
             except PollError as error:
-                if once or error.exit_code != EX_TEMPFAIL:
+                if once or error.exit_code != EX_TEMPFAIL or error.final:
                     raise
                 failures = self._back_off(failures, error)
                 continue
@@ -190,6 +221,13 @@ class Poller:
             else:
                 failures = 0
         return self._exit_code(once)
+
+    @staticmethod
+    def _poll_timeout(deadline: float | None) -> int:
+        """Long-poll no longer than --max-seconds has left."""
+        if deadline is None:
+            return LONG_POLL
+        return max(0, min(LONG_POLL, int(deadline - time.monotonic())))
 
     def _should_stop(self, deadline: float | None, max_updates: int | None) -> bool:
         if self.signals.stop.is_set():
@@ -250,9 +288,10 @@ class Poller:
             return self._skip(update)
         text = message.get("text")
         if not isinstance(text, str):
-            self._say(message, _TEXT_ONLY)
+            if _USER_CONTENT.intersection(message):  # not for joins, pins, topic events
+                self._say(message, _TEXT_ONLY)
             return self._skip(update)
-        command = text.strip().split()[0].split("@")[0].lower() if text.strip() else ""
+        command = self.access.command(text)
         if command in ("/start", "/help"):
             self._say(message, _HELP)
             return self._skip(update)
@@ -273,14 +312,15 @@ class Poller:
         return "done"
 
     def _answer(self, update: dict, message: dict, text: str) -> str:
-        agent = self._agent or self._build_agent()
-        chat, thread = message["chat"]["id"], _thread(message)
+        agent = self._agent_or_retry()
+        if agent is None:
+            return "retry"
         conversation = Conversation.for_key(self.store, _key(message), model=agent.client.model)
         streamer = streamer_for(
             self.api,
             self.config,
-            chat,
-            thread_id=thread,
+            message["chat"]["id"],
+            thread_id=_thread(message),
             reply_to=message.get("message_id"),
             budgets=self.budgets,
             announce_failures=False,
@@ -289,41 +329,77 @@ class Poller:
         try:
             delivery = stream_into(turn, streamer)
         except KeyboardInterrupt:  # a second signal: what reached the chat is kept
-            if streamer.delivery.parts_sent:
-                self._record(update, conversation, turn)
+            delivery = streamer.close()  # (waits, if the cut was mid-delivery)
+            if delivery.parts_sent or (delivery.error is not None and delivery.error.uncertain):
+                self._record(update, conversation, turn, delivery)
             raise
-        return self._settle(update, conversation, turn, delivery)
+        return self._settle(update, conversation, turn, delivery, streamer)
 
-    def _build_agent(self) -> Any:
-        self._agent = self._make_agent()
+    def _agent_or_retry(self) -> Any:
+        """The agent (built at the first message); None if the model cannot be reached now."""
+        if self._agent is not None:
+            return self._agent
+        try:
+            self._agent = self._make_agent()
+        except StreamError as error:
+            if not _transient(error):
+                raise PollError(f"the model cannot be used: {error}") from None
+            self._last_reason = str(error)
+            return None
         return self._agent
 
-    def _settle(self, update: dict, conversation: Any, turn: Any, delivery: Any) -> str:
+    def _settle(
+        self, update: dict, conversation: Any, turn: Any, delivery: Any, streamer: Any
+    ) -> str:
         """Record the update as handled, or leave it for the next try."""
         error = delivery.error
         if delivery.parts_sent or (error is not None and botapi.is_fatal_for_chat(error)):
-            self._record(update, conversation, turn)  # shown (or never showable): never again
-            return "done"
+            return self._record(update, conversation, turn, delivery)  # never asked again
+        if error is not None and error.uncertain:
+            return self._record(update, conversation, turn, delivery)  # it may be there
         model_error = _turn_error(turn)
-        if model_error is not None and model_error.status in _FIX_BY_HAND:
-            raise PollError(f"the model refused: {model_error}", 1)
-        self._last_reason = str(model_error or error or "nothing was delivered")
-        if error is not None and not (
-            error.uncertain or botapi.is_transient(error) or botapi.is_rate_limited(error)
-        ):
+        if model_error is not None and not _transient(model_error):
+            return self._refused(update, conversation, turn, delivery, model_error)
+        if error is not None and not (botapi.is_transient(error) or botapi.is_rate_limited(error)):
             log.error("update %s skipped: %s", update["update_id"], error)
-            self._record(update, conversation, turn)  # a refusal that retrying cannot fix
-            return "done"
+            return self._record(update, conversation, turn, delivery)  # retrying cannot help
+        self._last_reason = str(model_error or error or "nothing was delivered")
+        streamer.discard_preview()  # the next try starts clean
         return "retry"
 
-    def _record(self, update: dict, conversation: Any, turn: Any) -> None:
+    def _refused(
+        self, update: dict, conversation: Any, turn: Any, delivery: Any, error: StreamError
+    ) -> str:
+        """The model cannot answer this message; say so, and let the next ones through."""
+        if error.status in _CONFIG_REFUSALS:
+            raise PollError(f"the model refused: {error}")
+        log.warning("update %s: %s", update["update_id"], error)
+        message = update["message"]
+        self._say(
+            message,
+            "I could not answer that (the model stopped with an error; if "
+            "this conversation has grown long, /new starts over).",
+        )
+        return self._record(update, conversation, turn, delivery)
+
+    def _record(self, update: dict, conversation: Any, turn: Any, delivery: Any) -> str:
         with self.store.transaction():
             conversation.save(turn)
             self.store.set_state(self.offset_key, update["update_id"] + 1)
-        log.info("answered update %s in chat %s", update["update_id"], conversation.key)
+        if delivery.complete:
+            log.info("answered update %s in chat %s", update["update_id"], conversation.key)
+        else:
+            log.warning("update %s: %s", update["update_id"], delivery.describe())
+        return "done"
 
     def _deny(self, message: dict) -> None:
-        if self.config.telegram.deny_message:
+        """Tell a stranger once (only if deny_message is set); never more than that."""
+        if not self.config.telegram.deny_message:
+            return
+        told = f"{self.offset_key}.denied.{(message.get('from') or {}).get('id')}"
+        if self.store.get_state(told) is None:
+            with self.store.transaction():
+                self.store.set_state(told, 1)
             self._say(message, self.config.telegram.deny_message)
 
     def _say(self, message: dict, text: str) -> None:
@@ -386,6 +462,7 @@ def poll_error(error: Any) -> PollError:
             "another program is polling this bot (Telegram said: "
             f"{error.description}); only one may",
             EX_TEMPFAIL,
+            final=True,
         )
     if error.error_code in (401, 404):
         return PollError(
@@ -393,6 +470,32 @@ def poll_error(error: Any) -> PollError:
             "or telegram.token_file)"
         )
     return PollError(f"Telegram is unavailable: {error}", EX_TEMPFAIL)
+
+
+def _mentions(message: dict) -> set[str]:
+    """The @usernames a message mentions (from its entities, so @hermes_bot2 is not us)."""
+    text = message.get("text") or message.get("caption") or ""
+    names = set()
+    for entity in message.get("entities") or message.get("caption_entities") or ():
+        if entity.get("type") == "mention":
+            start, length = entity.get("offset", 0), entity.get("length", 0)
+            names.add(_utf16_slice(text, start, length).lstrip("@").lower())
+    if not names:  # servers that send no entities: whole words only
+        names = {w.lstrip("@").lower().rstrip(".,!?:;") for w in text.split() if w.startswith("@")}
+    return names
+
+
+def _utf16_slice(text: str, start: int, length: int) -> str:
+    """text[start:start+length] with offsets in UTF-16 code units, as Telegram counts."""
+    encoded = text.encode("utf-16-le")
+    return encoded[start * 2 : (start + length) * 2].decode("utf-16-le", "replace")
+
+
+def _transient(error: StreamError) -> bool:
+    """A model failure the same request may not meet later (down, slow, busy, cut)."""
+    if error.kind in ("connection", "timeout", "incomplete") or error.transient:
+        return True
+    return error.status is not None and (error.status == 429 or error.status >= 500)
 
 
 def _turn_error(turn: Any) -> StreamError | None:

@@ -211,3 +211,95 @@ def test_whoami_lists_senders_and_confirms_nothing(fake, bot, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and f"user {STRANGER}" in out and f"chat {GROUP}" in out
     assert len(fake.pending_updates) == 2
+
+
+def test_a_message_the_model_refuses_does_not_block_the_others(bot, fake, server, capsys):
+    refusal = Reply(
+        parts=[b'{"error":{"message":"maximum context length exceeded"}}'],
+        status=400,
+        content_type="application/json",
+        framing="length",
+    )
+    server.reply(refusal, Reply(parts=answer("hi Bob")))
+    fake.queue_text(ALICE, "a very long conversation")
+    fake.queue_text(BOB, "hello")
+    assert bot() == 0
+    assert answers(fake, BOB) == ["hi Bob"]
+    assert "/new starts over" in answers(fake, ALICE)[0]
+    assert bot() == 0 and len(server.requests) == 2  # neither is asked again
+
+
+def test_endless_tool_calls_end_the_turn_not_the_bot(bot, fake, server):
+    bot.configure("  allowed_chats: []\n")
+    text = bot.config.read_text().replace(
+        "storage:", "tools: ['hermes:now']\nagent:\n  max_turns: 2\nstorage:"
+    )
+    bot.config.write_text(text)
+    from tests.sse_server import chunk, sse
+
+    call = {
+        "index": 0,
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "now", "arguments": "{}"},
+    }
+    server.reply(Reply(parts=[sse(chunk(tool_calls=[call]), chunk(finish="tool_calls"))]))
+    fake.queue_text(ALICE, "loop forever")
+    assert bot() == 0 and len(server.requests) == 2
+    assert bot() == 0 and len(server.requests) == 2
+
+
+def test_a_final_whose_reply_was_lost_is_not_answered_again(bot, fake, server):
+    bot.configure("")
+    text = bot.config.read_text().replace("streaming:\n", "streaming:\n  enabled: false\n")
+    bot.config.write_text(text)
+    server.reply(Reply(parts=answer("maybe delivered")))
+    fake.queue_text(ALICE, "hi")
+    fake.drop_connection("sendMessage")
+    assert bot() == 0
+    assert bot() == 0 and len(server.requests) == 1  # a repeat could post it twice
+    assert len(fake.calls_to("sendMessage")) == 1
+
+
+def test_a_second_poller_stops_a_long_poll_too(bot, fake, capsys):
+    fake.poll_conflict = True
+    code = main(["telegram", "poll", "--config", str(bot.config)])
+    err = capsys.readouterr().err
+    assert code == 75 and "only one may" in err and err.count("\n") == 1
+
+
+def test_a_stranger_is_told_once_and_group_chatter_is_ignored(bot, fake, server):
+    bot.configure("  deny_message: Private bot.\n")
+    fake.queue_text(STRANGER, "hi")
+    fake.queue_text(STRANGER, "hi again")
+    fake.queue_text(STRANGER, "just chatting", chat_id=GROUP)
+    assert bot() == 0 and not server.requests
+    assert answers(fake, STRANGER) == ["Private bot."] and answers(fake, GROUP) == []
+
+
+def test_only_our_own_mentions_and_commands_count(bot, fake, server):
+    bot.configure("  group_mode: mention\n")
+    server.reply(Reply(parts=answer("mine")))
+    fake.queue_text(ALICE, "@hermes_test_bot2 not for us", chat_id=GROUP)
+    fake.queue_text(ALICE, "/new@other_bot", chat_id=ALICE)
+    fake.queue_text(ALICE, "@hermes_test_bot for us", chat_id=GROUP)
+    assert bot() == 0
+    assert prompts(server) == ["/new@other_bot", "for us"]
+
+
+def test_service_messages_get_no_text_only_reply(bot, fake, server):
+    join = {
+        "message": {
+            "message_id": 9,
+            "date": 0,
+            "chat": {"id": ALICE, "type": "private"},
+            "from": {"id": ALICE, "is_bot": False, "first_name": "A"},
+            "pinned_message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": ALICE, "type": "private"},
+            },
+        }
+    }
+    fake.queue_update(join)
+    assert bot() == 0 and answers(fake, ALICE) == [] and not fake.pending_updates

@@ -143,6 +143,16 @@ class TelegramStreamer:
         self._thread_obj.join()
         return self.delivery
 
+    def discard_preview(self) -> None:
+        """Delete the preview message, if any (best effort): the answer will come again."""
+        if self._preview_id is None:
+            return
+        try:
+            self._api.delete_message(self._chat, self._preview_id)
+        except TelegramError as error:
+            log.debug("preview not deleted: %s", error)  # "message can't be deleted": leave it
+        self._preview_id = None
+
     @property
     def stopped(self) -> bool:
         """The chat refused us (blocked, gone, bad token): feeding more events is pointless."""
