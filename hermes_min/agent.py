@@ -19,7 +19,7 @@ from .events import (
     ToolProgress,
 )
 from .message import Message, ToolCall
-from .think import ThinkSplitter
+from .think import ThinkSplitter, split_lone_closer
 from .tools import Tool, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,8 @@ class Turn:
         messages = self._history + self.new_messages
         self._open = True
         self._stream = client.stream(messages, tools=self._tool_schemas(), record=self.agent.record)
+        if self._cancel.is_set():  # interrupt() came between the check and this stream
+            self._stream.interrupt()
         for event in self._stream:
             kind = type(event)
             if kind is Done:
@@ -222,11 +224,11 @@ class Turn:
         self.model = message.model or self.model
         if not self.agent.strip_think_tags:
             return message
-        return replace(
-            message,
-            content="".join(self._shown_text),
-            reasoning=message.reasoning + "".join(thought),
-        )
+        content, reasoning = "".join(self._shown_text), message.reasoning + "".join(thought)
+        lone = None if thought else split_lone_closer(content)
+        if lone is not None:
+            reasoning, content = reasoning + lone[0], lone[1]
+        return replace(message, content=content, reasoning=reasoning)
 
     def _failed(self, error: StreamError, nothing_shown: bool) -> Iterator:
         if nothing_shown and error.kind != "interrupted" and not self._cancel.is_set():

@@ -7,7 +7,7 @@ import select
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .errors import StreamError
+from .errors import StreamError, Terminated
 from .transports.terminal import TerminalPrinter
 
 HELP = """\
@@ -62,6 +62,8 @@ class Repl:
             except EOFError:
                 self._out("\n" if self.tty else "")
                 return 0
+            except Terminated:
+                raise  # SIGTERM leaves (exit 143), whatever the prompt shows
             except KeyboardInterrupt:
                 if self._armed:
                     self._out("\n")
@@ -106,16 +108,32 @@ class Repl:
         printer = TerminalPrinter(
             self.stdout, self.stderr, mode=self.mode, show_reasoning=self.show_reasoning
         )
+        terminated = None
         try:
             with turn:
                 for event in turn:
                     printer.handle(event)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as signal_:
             turn.interrupt()
-            turn.join(2.0)
-        printer.close()
-        self._report(turn)
-        self.conversation.save(turn)
+            terminated = signal_ if isinstance(signal_, Terminated) else None
+        finally:
+            self._settle(turn, printer)
+        if terminated is not None:
+            raise terminated
+
+    def _settle(self, turn: Any, printer: Any) -> None:
+        """Show how the turn ended and save it; another Ctrl-C meanwhile cannot skip the save."""
+        for step in (lambda: turn.join(2.0), printer.close, lambda: self._report(turn)):
+            try:
+                step()
+            except KeyboardInterrupt:
+                pass
+        for _ in range(3):
+            try:
+                self.conversation.save(turn)
+                return
+            except KeyboardInterrupt:
+                continue  # the transaction rolled back: write it again
 
     def _report(self, turn: Any) -> None:
         try:
@@ -153,7 +171,7 @@ class Repl:
         self._say(f"(model: {name})")
 
     def _system(self, text: str) -> None:
-        self.conversation.system = text or None
+        self.conversation.set_system(text or None)
         self._say("(system prompt set)" if text else "(system prompt cleared)")
 
     def _history(self, _: str) -> None:

@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from .errors import HermesError, UsageError
+from .errors import HermesError, Terminated, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 _SUBCOMMANDS = ("models", "replay", "telegram", "chat", "history")
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so the stream is interrupted like Ctrl-C."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -42,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except BrokenPipeError:
         return _quiet_pipe()
-    except _Terminated:
+    except Terminated:
         return EXIT_SIGTERM
     except KeyboardInterrupt:
         return EXIT_SIGINT
@@ -536,7 +532,7 @@ def _show(stream: Any, args: argparse.Namespace, mode: str) -> int:
             stream.join(2.0)
             output.close()
             _final_json(args, stream, interrupted=True)
-            return EXIT_SIGTERM if isinstance(signal_, _Terminated) else EXIT_SIGINT
+            return EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
         except BrokenPipeError:
             stream.interrupt()
             return _quiet_pipe()
@@ -672,7 +668,7 @@ def _quiet_pipe() -> int:
 
 def _on_sigterm() -> Any:
     def handler(signum: int, frame: object) -> None:
-        raise _Terminated()
+        raise Terminated()
 
     try:
         return signal.signal(signal.SIGTERM, handler)

@@ -26,6 +26,7 @@ class Conversation:
         self.system = system
         self.key = key
         self._pending: dict | None = None  # the user message of the turn in flight
+        self._system_cleared = False
 
     @classmethod
     def for_key(
@@ -37,10 +38,17 @@ class Conversation:
     def messages(self) -> list[dict]:
         """The conversation so far, with the system prompt this session uses."""
         history = self.store.messages(self.cid) if self.store is not None and self.cid else []
-        if self.system is None:
+        if self.system is None and not self._system_cleared:
             return list(history)
         rest = [m for m in history if m.get("role") != "system"]
-        return [{"role": "system", "content": self.system}, *rest]
+        return [{"role": "system", "content": self.system}, *rest] if self.system else rest
+
+    def set_system(self, system: str | None) -> None:
+        """Use (or, with None, drop) a system prompt from now on, stored with the conversation."""
+        self.system = system
+        self._system_cleared = system is None
+        if self.store is not None and self.cid is not None:
+            self.store.set_system(self.cid, system)
 
     def ask(self, agent: Any, text: str) -> Any:
         """Start a turn for the user's `text`; iterate the returned Turn for its events."""

@@ -86,3 +86,7 @@ class TelegramError(HermesError):
         # The request may have reached Telegram and been acted on, only the reply was
         # lost (a read timeout, a reset after sending): resending could post it twice.
         self.uncertain = uncertain
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so a stream is interrupted like Ctrl-C (exit 143)."""

@@ -20,7 +20,7 @@ class ThinkSplitter:
         self._closer: str | None = None  # set while inside a block
         self._leading = True  # only whitespace so far (outside blocks)
         self._space = ""  # that whitespace, held: it is dropped if a block follows
-        self._blocks = 0
+        self._blocks = 0  # how many blocks were opened (0: none, a lone closer may follow)
 
     @property
     def passing(self) -> bool:
@@ -78,6 +78,22 @@ class ThinkSplitter:
             out.append(("text", ("" if self._blocks else self._space) + stripped))
             self._leading, self._space = False, ""
         return ""
+
+
+def split_lone_closer(content: str) -> tuple[str, str] | None:
+    """(reasoning, answer) when `content` is "reasoning</think>answer" with no opening tag.
+
+    Chat templates of some reasoning models put `<think>` in the prompt, so the reply
+    starts inside the block. Live deltas of such a reply were shown as they came; this
+    cleans the final message and what is stored.
+    """
+    lower = content.lower()
+    for name in _NAMES:
+        closer = f"</{name}>"
+        end = lower.find(closer)
+        if end > 0 and f"<{name}>" not in lower[:end]:
+            return content[:end].strip(), content[end + len(closer) :].lstrip()
+    return None
 
 
 def _partial_suffix(text: str, tags: tuple[str, ...]) -> int:

@@ -277,3 +277,11 @@ def test_usage_is_summed_over_the_rounds(server):
     server.reply(first, Reply(parts=answer("ok", usage=usage)))
     turn, _ = run(agent_for(server))
     assert turn.usage == {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24}
+
+
+def test_a_lone_closing_tag_moves_the_start_to_reasoning(server):
+    # Templates that put <think> in the prompt: the reply starts inside the block.
+    server.reply(Reply(parts=answer("weighing options</think>", "\n\nGo left.")))
+    turn, _ = run(agent_for(server, tools=[]))
+    message = turn.result()
+    assert (message.content, message.reasoning) == ("Go left.", "weighing options")

@@ -152,8 +152,14 @@ def reading(term):
     A ^C sent in the instant between the prompt appearing and readline waiting for
     keys is only noticed at the next key: no person types that fast, a test does.
     """
-    term.type("\x0c")
-    term.expect("m> ")
+    for _ in range(20):  # bounded: a redraw is due within moments of the key
+        term.type("\x0c")
+        try:
+            term.expect("m> ", timeout=0.5)
+            return
+        except AssertionError:
+            continue  # the key came before readline was reading: it was held; send again
+    raise AssertionError("readline never redrew the prompt")
 
 
 def test_ctrl_c_at_an_empty_prompt_asks_then_leaves(chat):
@@ -186,3 +192,27 @@ def test_without_a_terminal_it_reads_lines_and_prints_no_prompts(server, tmp_pat
     )
     assert done.returncode == 0
     assert done.stdout == b"one\ntwo\n" and b"m> " not in done.stdout + done.stderr
+
+
+def test_sigterm_at_the_prompt_leaves_with_143(chat):
+    term = chat()
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.exit_code() == 143
+
+
+def test_system_prompt_set_in_chat_is_kept_for_later_turns(chat, server):
+    server.reply(Reply(parts=answer("one")), Reply(parts=answer("two")))
+    term = chat()
+    term.type("first\r")
+    term.expect("one")
+    term.expect("m> ")
+    term.type("/system Answer in French\r")
+    term.expect("(system prompt set)")
+    term.type("second\r")
+    term.expect("two")
+    term.type("/exit\r")
+    assert term.exit_code() == 0
+    assert server.requests[1]["json"]["messages"][0] == {
+        "role": "system",
+        "content": "Answer in French",
+    }
