@@ -311,7 +311,7 @@ def test_each_segment_after_a_tool_call_is_its_own_message_and_draft(fake, api):
     assert first_draft != second_draft and second_draft
     assert visible(fake, USER) == [
         "Let me check the weather.",
-        "\u2699 weather",
+        "\u2699 weather \u2713",  # one message per segment, edited as the tool ended
         "It is sunny in Paris today.",
     ]
     assert delivery.complete and delivery.parts_sent == 2

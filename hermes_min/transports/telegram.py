@@ -106,7 +106,9 @@ class TelegramStreamer:
         self._cond = threading.Condition()
         self._text = ""
         self._segments: list[str] = []  # texts that ended at a tool call, not yet delivered
-        self._notes: list[str] = []  # tool progress lines, not yet sent
+        self._notes: list[ToolProgress] = []  # tool progress not yet shown
+        self._progress: dict[str, str] = {}  # call id -> its line in the progress message
+        self._progress_id: int | None = None  # one progress message per segment, edited
         self._end: object = None
         self._preview_id: int | None = None
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
@@ -128,8 +130,8 @@ class TelegramStreamer:
             elif isinstance(event, SegmentBreak):
                 self._segments.append(self._text)  # delivered as its own message
                 self._text = ""
-            elif isinstance(event, ToolProgress) and event.started and self._tool_progress:
-                self._notes.append(f"\u2699 {event.name}")
+            elif isinstance(event, ToolProgress) and self._tool_progress:
+                self._notes.append(event)
             else:
                 return
             self._cond.notify()
@@ -189,11 +191,8 @@ class TelegramStreamer:
             for segment in segments:
                 self._deliver_text(segment)
                 self._new_segment()
-            for note in notes:
-                self._wait_for_budget()  # a note waits its turn; only a 429 can drop it
-                self._interim_call(
-                    self._api.send_message, self._chat, note, message_thread_id=self._thread
-                )
+            if notes:
+                self._show_progress(notes)
             if end is not None:
                 return end
             self._safe_step(text)
@@ -207,8 +206,24 @@ class TelegramStreamer:
             log.warning("previews stopped after an unexpected error", exc_info=True)
             self._enabled = False
 
+    def _show_progress(self, notes: list[ToolProgress]) -> None:
+        """One message lists this segment's tool calls, edited as they start and end."""
+        for note in notes:
+            mark = "\u2026" if note.started else ("\u2713" if note.ok else "\u2717")
+            self._progress[note.call_id] = f"\u2699 {note.name} {mark}"
+        text = "\n".join(self._progress.values())
+        self._wait_for_budget()  # progress waits its turn; only a 429 can drop an update
+        if self._progress_id is None:
+            sent = self._interim_call(
+                self._api.send_message, self._chat, text, message_thread_id=self._thread
+            )
+            self._progress_id = sent.get("message_id") if isinstance(sent, dict) else None
+        else:
+            self._interim_call(self._api.edit_message_text, self._chat, self._progress_id, text)
+
     def _new_segment(self) -> None:
         """After a tool call the text continues in a new message, with a new draft."""
+        self._progress, self._progress_id = {}, None
         self._preview_id, self._draft_id = None, _new_draft_id()
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
         self._typing_at = float("-inf")
