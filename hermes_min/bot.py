@@ -26,7 +26,11 @@ def open_bot(config: Config) -> BotAPI:
         )
     # Not provider.ca_bundle: that may hold only an internal CA, which would make every
     # call to api.telegram.org fail. The CA environment variables and the system store apply.
-    return BotAPI(token, config.telegram.api_base, verify=resolve_verify(None, False))
+    proxy = config.telegram.proxy
+    proxies = {"http": proxy, "https": proxy} if proxy else None  # else HTTPS_PROXY etc.
+    return BotAPI(
+        token, config.telegram.api_base, verify=resolve_verify(None, False), proxies=proxies
+    )
 
 
 def streamer_for(

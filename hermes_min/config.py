@@ -63,6 +63,7 @@ class TelegramConfig:
     allowed_chats: tuple = ()
     deny_message: str | None = None
     group_mode: str = "mention"
+    proxy: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "allowed_chats": _ListOf(int),
         "deny_message": str,
         "group_mode": ("mention", "all"),
+        "proxy": str,
     },
     "agent": {
         "max_turns": int,

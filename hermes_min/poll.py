@@ -34,6 +34,8 @@ LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
+# Failures of our own network set-up, not of Telegram: retrying later cannot help.
+_SETUP_FAILURES = ("sslerror", "proxyerror", "invalidschema", "invalidurl", "socks")
 _CONFIG_REFUSALS = {401, 403, 404}  # the model's endpoint refuses us: fix the config
 _USER_CONTENT = {
     "photo",
@@ -463,6 +465,11 @@ def poll_error(error: Any) -> PollError:
             f"{error.description}); only one may",
             EX_TEMPFAIL,
             final=True,
+        )
+    if error.error_code is None and any(k in text for k in _SETUP_FAILURES):
+        return PollError(
+            f"cannot reach Telegram: {error.description} (check telegram.proxy, "
+            "HTTPS_PROXY and the CA settings)"
         )
     if error.error_code in (401, 404):
         return PollError(

@@ -303,3 +303,11 @@ def test_service_messages_get_no_text_only_reply(bot, fake, server):
     }
     fake.queue_update(join)
     assert bot() == 0 and answers(fake, ALICE) == [] and not fake.pending_updates
+
+
+def test_a_network_setup_problem_is_for_a_human_not_a_retry(bot, fake, capsys):
+    bot.configure("  proxy: socks5://127.0.0.1:9\n")  # SOCKS needs PySocks: never sent
+    fake.queue_text(ALICE, "hi")
+    assert bot() == 1
+    err = capsys.readouterr().err
+    assert "cannot reach Telegram" in err and "telegram.proxy" in err and err.count("\n") == 1

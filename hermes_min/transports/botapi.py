@@ -258,22 +258,29 @@ class BotAPI:
 
 def _maybe_sent(exc: requests.RequestException) -> bool:
     """Whether the request may have reached Telegram before the failure."""
-    if isinstance(exc, requests.ConnectTimeout):
+    never_left = (
+        requests.ConnectTimeout,
+        requests.exceptions.SSLError,
+        requests.exceptions.ProxyError,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+    )
+    if isinstance(exc, never_left):
         return False
     if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
-        text = str(exc)
         # urllib3 names failures before a byte was sent: no connection, no DNS, no proxy.
-        if any(
+        text = str(exc)
+        return not any(
             w in text
             for w in (
                 "NewConnectionError",
                 "NameResolution",
-                "ProxyError",
                 "Connection refused",
+                "ProxyError",
                 "SSLError",
             )
-        ):
-            return False
+        )
     return True
 
 
