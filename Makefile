@@ -12,7 +12,7 @@ VENV := .venv/bin
 pyz:
 	$(PYTHON) tools/build_pyz.py --out dist/hermes.pyz
 
-dist/hermes.pyz:
+dist/hermes.pyz: tools/build_pyz.py $(wildcard hermes_min/*.py hermes_min/transports/*.py)
 	$(PYTHON) tools/build_pyz.py --out dist/hermes.pyz
 
 test:

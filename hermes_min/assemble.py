@@ -80,7 +80,8 @@ def store(config: Config, *, required: bool) -> Any:
     from .storage import Store, default_path
 
     path = config.storage.path or default_path()
-    secrets = [s for s in (config.provider.api_key, config.telegram.token) if s]
+    keys = (config.provider.api_key, config.provider.fallback.get("api_key"), config.telegram.token)
+    secrets = [s for s in keys if s]
     try:
         return Store(path, secrets=secrets)
     except HermesError as error:

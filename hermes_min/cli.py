@@ -294,10 +294,12 @@ def _chat(args: argparse.Namespace, config: Any) -> int:
         client.resolve_model()
         conversation = _conversation(store, args, client.model)
         history = Path(config.storage.path or default_path()).with_name("chat_history")
+        agent = assemble.agent(config, client, args.tool)  # one for the session: /model
+        # changes client.model, which it shares
         repl = Repl(
             client=client,
             conversation=conversation,
-            agent_for=lambda: assemble.agent(config, client, args.tool),
+            agent_for=lambda: agent,
             stdin=sys.stdin,
             stdout=sys.stdout,
             stderr=sys.stderr,
@@ -305,7 +307,11 @@ def _chat(args: argparse.Namespace, config: Any) -> int:
             mode=config.terminal.mode,
             show_reasoning=args.show_reasoning,
         )
-        return repl.run()
+        try:
+            return repl.run()
+        finally:
+            if agent.fallback is not None:
+                agent.fallback.close()
 
 
 @contextlib.contextmanager
@@ -385,13 +391,17 @@ def _telegram(args: argparse.Namespace) -> int:
 
 
 def _telegram_poll(args: argparse.Namespace) -> int:
-    from .poll import PollError, Signals, Wakeup
+    from .poll import EX_TEMPFAIL, PollError, Signals, Wakeup
+    from .storage import StorageError
 
     with Signals() as signals:
         try:
             return _poll_with(args, signals)
         except (Wakeup, KeyboardInterrupt):
             return 128 + (signals.signum or signal.SIGINT)
+        except StorageError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            raise PollError(str(error), EX_TEMPFAIL if busy else 1) from None
         except HermesError as error:
             if isinstance(error, PollError) or error.exit_code != 2:
                 raise
@@ -426,14 +436,18 @@ class _LazyAgent:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.client: Any = None
+        self.agent: Any = None
 
     def get(self) -> Any:
         from . import assemble
 
-        if self.client is None:
-            self.client = assemble.chat_client(self.config, self.config.streaming.enabled)
-            self.client.resolve_model()
-        return assemble.agent(self.config, self.client, (), self.config.streaming.enabled)
+        if self.agent is None:
+            streaming = self.config.streaming.enabled
+            client = self.client or assemble.chat_client(self.config, streaming)
+            self.client = client
+            client.resolve_model()
+            self.agent = assemble.agent(self.config, client, (), streaming)
+        return self.agent
 
     def __enter__(self) -> _LazyAgent:
         return self
@@ -441,6 +455,8 @@ class _LazyAgent:
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
             self.client.close()
+        if self.agent is not None and self.agent.fallback is not None:
+            self.agent.fallback.close()
 
 
 def _telegram_whoami(args: argparse.Namespace) -> int:
