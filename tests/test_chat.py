@@ -17,6 +17,10 @@ from tests.sse_server import Hold, Reply, answer, chunk, sse
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The child of pty.fork() execs at once, so the threads of the test servers cannot deadlock
+# it (the risk 3.12+ warns about is a child that keeps running Python after the fork).
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+
 
 class Terminal:
     """hermes running on a pty: type into it, wait for what it prints."""
