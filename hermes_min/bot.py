@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .connection import resolve_verify
 from .errors import ConfigError, StreamError
-from .events import Failed
 from .transports.botapi import BotAPI
-from .transports.telegram import Delivery, TelegramStreamer
+
+if TYPE_CHECKING:  # the streamer loads only when a message is answered (cron runs that
+    # find nothing to do never need it)
+    from .events import Failed
+    from .transports.telegram import Delivery, TelegramStreamer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ def streamer_for(
     announce_failures: bool = True,
 ) -> TelegramStreamer:
     """A streamer into one chat, set up from the streaming settings."""
+    from .transports.telegram import TelegramStreamer
+
     s = config.streaming
     return TelegramStreamer(
         api,
@@ -81,6 +86,8 @@ def stream_into(stream: Any, streamer: TelegramStreamer) -> Delivery:
 
 def _ending(stream: Any) -> Failed:
     """The interrupted stream's last event, with what had arrived."""
+    from .events import Failed
+
     try:
         stream.result()
     except StreamError as error:
