@@ -65,6 +65,9 @@ class Repl:
             except Terminated:
                 raise  # SIGTERM leaves (exit 143), whatever the prompt shows
             except KeyboardInterrupt:
+                if self._typed():
+                    self._out("\n")  # like a shell: Ctrl-C drops the line being typed
+                    continue
                 if self._armed:
                     self._out("\n")
                     return 0
@@ -77,6 +80,13 @@ class Repl:
                     return 0
             elif text.strip():
                 self._ask(text)
+
+    def _typed(self) -> bool:
+        """Whether the interrupted prompt held text (readline keeps it until the next line)."""
+        try:
+            return bool(self._readline and self._readline.get_line_buffer().strip())
+        except Exception:  # noqa: BLE001 - an odd readline build: treat as an empty line
+            return False
 
     def _read(self) -> str:
         lines = [self._line(f"{self.client.model}> ")]

@@ -60,6 +60,7 @@ class PollError(HermesError):
     def __init__(self, message: str, exit_code: int = 1, *, final: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.retry_after: float | None = None
         self.final = final  # stop even a long poll (another poller: waiting cannot help)
 
 
@@ -256,6 +257,7 @@ class Poller:
     def _back_off(self, failures: int, error: PollError) -> int:
         """Wait longer after each failure in a row (never spin); a signal ends the wait."""
         delay = min(2.0**failures, 60.0) * random.uniform(0.8, 1.2)
+        delay = max(delay, error.retry_after or 0.0)
         log.warning("%s; trying again in %.0f s", error, delay)
         try:
             self.signals.idle = True
@@ -476,7 +478,9 @@ def poll_error(error: Any) -> PollError:
             "Telegram does not accept the bot token (check TELEGRAM_BOT_TOKEN "
             "or telegram.token_file)"
         )
-    return PollError(f"Telegram is unavailable: {error}", EX_TEMPFAIL)
+    failure = PollError(f"Telegram is unavailable: {error}", EX_TEMPFAIL)
+    failure.retry_after = error.retry_after  # a 429 says how long; waiting less extends it
+    return failure
 
 
 def _mentions(message: dict) -> set[str]:

@@ -220,3 +220,17 @@ def test_system_prompt_set_in_chat_is_kept_for_later_turns(chat, server):
         "role": "system",
         "content": "Answer in French",
     }
+
+
+def test_ctrl_c_with_text_typed_drops_the_line_and_stays(chat, server):
+    server.reply(Reply(parts=answer("only this")))
+    term = chat()
+    reading(term)
+    term.type("half a thought")
+    term.expect("half a thought")
+    term.type("\x03")
+    seen = term.expect("m> ")
+    assert "press Ctrl-C again" not in seen
+    term.type("a real question\r")
+    term.expect("only this")
+    assert [m["content"] for m in server.requests[0]["json"]["messages"]] == ["a real question"]
