@@ -28,7 +28,8 @@ from hermes_min import ChatClient, TextDelta
 from hermes_min.bot import stream_into, streamer_for
 from hermes_min.config import Config
 from hermes_min.transports.botapi import BotAPI
-from hermes_min.transports.markdown import render, visible
+from hermes_min.transports.markdown import render
+from hermes_min.transports.parts import visible
 from tests.fake_botapi import FakeBotAPI, parse_text
 from tests.sse_server import Pause, Reply, SSEServer, answer
 

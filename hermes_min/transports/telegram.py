@@ -12,8 +12,9 @@ from typing import Any, Callable
 from ..errors import TelegramError
 from ..events import Done, Failed, SegmentBreak, TextDelta, ToolProgress
 from . import botapi
-from .markdown import interim, render, render_plain, split, visible
+from .markdown import render, render_plain
 from .pacing import Budgets
+from .parts import interim, split, visible
 
 log = logging.getLogger(__name__)
 
