@@ -18,31 +18,31 @@ log = logging.getLogger(__name__)
 def chat_client(config: Config, stream: bool = True) -> ChatClient:
     """The client for provider.* settings."""
     p = config.provider
-    return ChatClient(
-        p.base_url,
-        p.api_key,
-        p.model,
-        connect_timeout=p.connect_timeout,
-        read_timeout=p.read_timeout,
-        max_retries=p.max_retries,
-        ca_bundle=p.ca_bundle,
-        insecure=p.insecure,
-        proxy=p.proxy,
-        extra_body=p.extra_body,
-        stream=stream,
-    )
+    return _client(config, p.base_url, p.api_key, p.model, stream)
 
 
 def fallback_client(config: Config, stream: bool = True) -> ChatClient | None:
     """The client for provider.fallback, inheriting every other provider setting."""
-    fallback = config.provider.fallback
+    fallback, p = config.provider.fallback, config.provider
     if not fallback:
         return None
-    p = config.provider
-    return ChatClient(
+    return _client(
+        config,
         fallback.get("base_url", p.base_url),
         fallback.get("api_key"),
         fallback.get("model", p.model),
+        stream,
+    )
+
+
+def _client(
+    config: Config, base_url: str, api_key: str | None, model: str | None, stream: bool
+) -> ChatClient:
+    p = config.provider
+    return ChatClient(
+        base_url,
+        api_key,
+        model,
         connect_timeout=p.connect_timeout,
         read_timeout=p.read_timeout,
         max_retries=p.max_retries,

@@ -67,31 +67,27 @@ class Stream:
     def __iter__(self) -> Iterator:
         # Events taken from the queue wait in self._taken until yielded, so an iteration
         # cut short (Ctrl-C mid-batch) loses none: the next one starts where it stopped.
-        taken = self._taken
         while self._final is None:
-            if not taken:
-                self._take()
-            event = taken.popleft()
-            if type(event) in _FINAL:
-                self._final = event
-            if self._watching:
-                self._notify(event)
-            yield event
+            yield self._next()
 
     def result(self) -> Message:
         """Drain the stream; return the message, or raise its StreamError (with `.partial`)."""
-        taken = self._taken
-        while self._final is None:  # like iterating, minus a generator step per event
-            if not taken:
-                self._take()
-            event = taken.popleft()
-            if type(event) in _FINAL:
-                self._final = event
-            if self._watching:
-                self._notify(event)
+        while self._final is None:
+            self._next()
         if isinstance(self._final, Failed):
             raise self._final.error
         return self._final.message  # type: ignore[union-attr]
+
+    def _next(self) -> object:
+        """The next event (waiting for one), after the callbacks have seen it."""
+        if not self._taken:
+            self._take()
+        event = self._taken.popleft()
+        if type(event) in _FINAL:
+            self._final = event
+        if self._watching:
+            self._notify(event)
+        return event
 
     def _take(self) -> None:
         """Move the next batch from the queue to self._taken (waiting for one if need be)."""

@@ -94,12 +94,7 @@ class TerminalPrinter:
     def close(self) -> None:
         """Flush the last partial line and end with a newline; safe to call twice."""
         self._stop_spinner()
-        self._end_reasoning()
-        if self._pending:
-            self._write(self._pending)
-            self._pending = ""
-        if self._started and self._last != "\n":
-            self._write("\n")
+        self._end_segment()
 
     def __enter__(self) -> TerminalPrinter:
         return self
