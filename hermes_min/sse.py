@@ -7,6 +7,16 @@ _TERMINATORS = (b"\n", b"\r")
 _BLANK = (b"\n", b"\r\n", b"\r")
 
 
+def _one_event(chunk: bytes) -> bool:
+    """Whether `chunk` is exactly `data: ...` LF LF (no CR, no other line, no field)."""
+    return (
+        chunk[:6] == b"data: "
+        and chunk[-2:] == b"\n\n"
+        and chunk.count(b"\n") == 2
+        and b"\r" not in chunk
+    )
+
+
 class SSEDecoder:
     """Feed it reads of any size; it returns each event as soon as its blank line arrives."""
 
@@ -23,6 +33,10 @@ class SSEDecoder:
             chunk = self._strip_bom(chunk)
         if not chunk:
             return []
+        if _one_event(chunk) and not (self._partial or self._data or self._event or self._after_cr):
+            # What nearly every server sends per read: one `data:` line and a blank line.
+            data = chunk[6:-2].decode("utf-8", "replace")
+            return [("message", data)] if data and not data.isspace() else []
         if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF that was split across reads
         self._after_cr = False
