@@ -52,8 +52,10 @@ def test_an_event_is_handed_over_as_soon_as_its_blank_line_arrives(server, frami
     with make_client(server) as client:
         stream = client.stream(USER)
         events = iter(stream)
-        assert next(events) == TextDelta("first")  # while the server is still silent
-        assert server.holding.is_set() and not hold.release.is_set()
+        # Nothing after the first event is sent until the test releases the hold, so
+        # receiving it now proves it was handed over without waiting for more bytes.
+        assert next(events) == TextDelta("first")
+        assert not hold.release.is_set() and server.holding.wait(5)
         hold.release.set()
         assert stream.result().content == "firstrest"
 
