@@ -271,7 +271,9 @@ def test_one_budget_per_chat_spaces_every_call(fake, api):
     finish(out, "one two three four five six")
     times = [c.time for c in fake.calls]
     assert len(times) >= 4
-    assert all(b - a >= 0.19 for a, b in zip(times, times[1:]))
+    # The client spaces calls 0.2 s apart; server-side timestamps can bunch a little under
+    # load, but an unpaced client would send them within milliseconds.
+    assert all(b - a >= 0.15 for a, b in zip(times, times[1:]))
 
 
 def test_groups_are_paced_at_twenty_a_minute_by_default():
