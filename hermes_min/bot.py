@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .connection import resolve_verify
+from .connection import bundled_ca_context, resolve_verify
 from .errors import ConfigError, HermesError, StreamError, UsageError
 from .transports.botapi import BotAPI
 
@@ -161,8 +161,10 @@ def open_bot(config: Config) -> BotAPI:
     # call to api.telegram.org fail. The CA environment variables and the system store apply.
     proxy = config.telegram.proxy
     proxies = {"http": proxy, "https": proxy} if proxy else None  # else HTTPS_PROXY etc.
+    verify = resolve_verify(None, False)
+    context = bundled_ca_context() if verify is True else None  # no CA file: certifi's
     return BotAPI(
-        token, config.telegram.api_base, verify=resolve_verify(None, False), proxies=proxies
+        token, config.telegram.api_base, verify=verify, proxies=proxies, ssl_context=context
     )
 
 

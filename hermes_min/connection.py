@@ -98,16 +98,55 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _TrackingAdapter(HTTPAdapter):
-    """requests' adapter with pools whose sockets the current SocketSlot can reach."""
+    """requests' adapter with pools whose sockets the current SocketSlot can reach.
+
+    With `ssl_context`, TLS trusts that context's CAs (loaded in memory) instead of a CA file.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        self._ssl_context = ssl_context  # before super(): it calls init_poolmanager
+        super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **kwargs)
         manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._ssl_context is None or verify is not True:
+            super().cert_verify(conn, url, verify, cert)
+            return
+        # requests insists on a CA file here; the context already holds the CAs.
+        conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
+
+
+def bundled_ca_context() -> ssl.SSLContext | None:
+    """certifi's CAs in memory, when its CA file is not on disk (inside hermes.pyz).
+
+    Stock requests would copy the file out of the archive on every start; nothing is
+    written this way. None when certifi's file exists (an ordinary install).
+    """
+    try:
+        import certifi
+    except ImportError:
+        return None
+    if os.path.isfile(certifi.where()) or not hasattr(certifi, "contents"):
+        return None
+    return ssl.create_default_context(cadata=certifi.contents())
+
+
+def mount_trust(session: requests.Session, context: ssl.SSLContext | None) -> None:
+    """Make a session's HTTPS use `context`'s CAs (see bundled_ca_context)."""
+    if context is not None:
+        session.mount("https://", _TrackingAdapter(ssl_context=context))
 
 
 class HttpSession:
@@ -127,8 +166,9 @@ class HttpSession:
         self.verify = resolve_verify(ca_bundle, insecure)
         self._session = requests.Session()
         self._session.trust_env = False  # proxies and CA are resolved here, explicitly
+        context = bundled_ca_context() if self.verify is True else None
         for prefix in ("http://", "https://"):
-            self._session.mount(prefix, _TrackingAdapter())
+            self._session.mount(prefix, _TrackingAdapter(ssl_context=context))
 
     def request(
         self, method: str, url: str, *, slot: SocketSlot | None = None, **kwargs: Any

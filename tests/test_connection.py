@@ -152,3 +152,38 @@ def test_a_missing_ca_file_is_named():
     ):
         client.complete(USER)
     assert caught.value.kind == "tls" and "/nonexistent/ca.pem does not exist" in str(caught.value)
+
+
+def test_without_any_ca_file_certifi_is_trusted_from_memory(tls, monkeypatch, tmp_path):
+    # As inside hermes.pyz on a host with no system CA file: certifi's file is not on disk.
+    import certifi
+
+    from hermes_min import connection
+
+    server, ca = tls
+    with open(ca, encoding="ascii") as pem:
+        bundle = pem.read()
+    monkeypatch.setattr(connection, "_system_ca_file", lambda: None)
+    monkeypatch.setattr(certifi, "where", lambda: str(tmp_path / "in-the-archive" / "cacert.pem"))
+    monkeypatch.setattr(certifi, "contents", lambda: bundle)
+    with ChatClient(server.url, None, "m") as client:
+        assert client.complete(USER).content == "secure"  # trusted, and nothing was written
+    assert not (tmp_path / "in-the-archive").exists()
+
+
+def test_the_in_memory_trust_still_refuses_strangers(tls, monkeypatch, tmp_path):
+    import certifi
+
+    from hermes_min import connection
+
+    server, _ = tls
+    monkeypatch.setattr(connection, "_system_ca_file", lambda: None)
+    real = certifi.contents()
+    monkeypatch.setattr(certifi, "where", lambda: str(tmp_path / "missing.pem"))
+    monkeypatch.setattr(certifi, "contents", lambda: real)  # the public CAs only
+    with (
+        ChatClient(server.url, None, "m", max_retries=0) as client,
+        pytest.raises(StreamError) as caught,
+    ):
+        client.complete(USER)
+    assert caught.value.kind == "tls" and "does not exist" not in str(caught.value)

@@ -118,22 +118,19 @@ sys.exit(main())
 '''
 
 CERTIFI_CORE = '''\
-"""certifi.where() for hermes.pyz: a CA file on disk, without copying one out on every start.
+"""certifi.where() for hermes.pyz: never a file copied out of the archive.
 
 Stock certifi, imported from a zip, copies cacert.pem to a new temporary file on every start
 (requests calls where() at import) and fails on a read-only /tmp. Here where() returns, in
 order: the system CA file (OpenSSL's default, then the usual distro paths: where internal CAs
 are installed, and what hermes trusts anyway); certifi's own cacert.pem when the archive was
-unpacked; a copy of it made once in $XDG_CACHE_HOME/hermes (else ~/.cache/hermes) when that
-can be written; else that file's name although it does not exist, so that an HTTPS request
-with no CA file set fails ("set provider.ca_bundle or --ca-bundle").
+unpacked; else a name that does not exist. In that last case hermes loads contents() into an
+in-memory SSL context (hermes_min.connection.bundled_ca_context): nothing is written.
 """
 
-import hashlib
 import os
 import pkgutil
 import ssl
-import tempfile
 
 SYSTEM_FILES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine (ca-certificates), Arch
@@ -145,6 +142,7 @@ SYSTEM_FILES = (
     "/usr/local/etc/ssl/cert.pem",  # FreeBSD
     "/usr/local/share/certs/ca-root-nss.crt",  # FreeBSD
 )
+MISSING = "/nonexistent/hermes.pyz/certifi-is-in-memory/cacert.pem"
 _where = None
 
 
@@ -154,10 +152,10 @@ def contents():
 
 
 def where():
-    """A CA file that exists on disk (see the module docstring), computed once."""
+    """A CA file that exists on disk, else MISSING (see the module docstring)."""
     global _where
     if _where is None:
-        _where = _system_file() or _unpacked() or _cached_copy()
+        _where = _system_file() or _unpacked() or MISSING
     return _where
 
 
@@ -172,29 +170,6 @@ def _system_file():
 def _unpacked():
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cacert.pem")
     return path if os.path.isfile(path) else None
-
-
-def _cached_copy():
-    data = pkgutil.get_data(__package__, "cacert.pem")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "hermes")
-    path = os.path.join(folder, "cacert-%s.pem" % hashlib.sha256(data).hexdigest()[:16])
-    if os.path.isfile(path) or not os.path.isabs(path):
-        return path
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=folder, prefix=".cacert-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(partial, 0o644)
-            os.replace(partial, path)
-        except BaseException:
-            os.unlink(partial)
-            raise
-    except OSError:
-        pass  # not writable: the name of a missing file (see the module docstring)
-    return path
 '''
 
 

@@ -63,6 +63,7 @@ class BotAPI:
         session: requests.Session | None = None,
         verify: bool | str = True,
         proxies: dict | None = None,
+        ssl_context: Any = None,
     ) -> None:
         if not token or not token.strip():
             raise ConfigError("the Telegram bot token is empty")
@@ -72,6 +73,10 @@ class BotAPI:
         self._timeouts = (connect_timeout, read_timeout)
         self._own_session = session is None  # a session the caller passed in stays theirs
         self._session: requests.Session | None = session or requests.Session()
+        if ssl_context is not None and self._own_session:
+            from ..connection import mount_trust
+
+            mount_trust(self._session, ssl_context)  # CAs held in memory (hermes.pyz)
         self._verify = verify
         self._proxies = proxies
         _URLLIB3_FILTER.tokens.add(self._token)
