@@ -74,3 +74,27 @@ class Source:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def startup_rows(times: dict[str, list[float]], bare: str, baseline: str) -> tuple[dict, list]:
+    """Medians per command and the table rows (median, range, minus bare, ratio to baseline)."""
+    medians = {name: median(t) for name, t in times.items()}
+    rows = [
+        [
+            name,
+            f"{m:.1f}",
+            f"{min(times[name]):.1f}-{max(times[name]):.1f}",
+            f"{m - medians[bare]:.1f}",
+            f"{m / medians[baseline]:.2f}x",
+        ]
+        for name, m in medians.items()
+    ]
+    return medians, rows
+
+
+def trim_profile(text: str) -> str:
+    """A pstats printout without its preamble, keeping the call count line."""
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+    head = [ln for ln in lines[:start] if "function calls" in ln]
+    return "\n".join(head + lines[start:]).rstrip()

@@ -205,7 +205,7 @@ def profile(url: str, top: int = 14) -> None:
     stats = pstats.Stats(prof, stream=out)
     stats.sort_stats("tottime").print_stats(top)
     print(f"\ncProfile, one agent turn, consuming thread, top {top} by own time:")
-    print(_trim(out.getvalue()))
+    print(_common.trim_profile(out.getvalue()))
     ours = [
         (tt, ct, n, f"{file.rsplit('/', 1)[-1]}:{line} {func}")
         for (file, line, func), (_, n, tt, ct, _) in stats.stats.items()  # type: ignore[attr-defined]
@@ -219,13 +219,6 @@ def profile(url: str, top: int = 14) -> None:
             [[name, str(n), f"{tt * 1e3:.1f}", f"{ct * 1e3:.1f}"] for tt, ct, n, name in ours[:8]],
         )
     )
-
-
-def _trim(text: str) -> str:
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
-    head = [ln for ln in lines[:start] if "function calls" in ln]
-    return "\n".join(head + lines[start:]).rstrip()
 
 
 def main() -> None:

@@ -213,14 +213,7 @@ def profile(url: str, top: int = 12) -> None:
         stats = pstats.Stats(prof, stream=out)
         stats.sort_stats("tottime").print_stats(top)
         print(f"\ncProfile, {title}, top {top} by own time:")
-        print(_trim(out.getvalue()))
-
-
-def _trim(text: str) -> str:
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
-    head = [ln for ln in lines[:start] if "function calls" in ln]
-    return "\n".join(head + lines[start:]).rstrip()
+        print(_common.trim_profile(out.getvalue()))
 
 
 def main() -> None:

@@ -66,18 +66,8 @@ def measure(runs: int, env: dict) -> dict[str, list[float]]:
 
 
 def report(title: str, times: dict[str, list[float]]) -> float:
-    medians = {name: _common.median(t) for name, t in times.items()}
-    bare, req = medians[BARE], medians[REQUESTS]
-    rows = [
-        [
-            name,
-            f"{m:.1f}",
-            f"{min(times[name]):.1f}-{max(times[name]):.1f}",
-            f"{m - bare:.1f}",
-            f"{m / req:.2f}x",
-        ]
-        for name, m in medians.items()
-    ]
+    medians, rows = _common.startup_rows(times, BARE, REQUESTS)
+    req = medians[REQUESTS]
     print(f"\n{title}")
     print(_common.table(["command", "median ms", "range", "minus bare", "/import requests"], rows))
     ratio = medians[HERMES] / req

@@ -102,6 +102,3 @@ class Failed:
             "error": self.error.to_dict(),
             "partial": partial.to_dict() if partial is not None else None,
         }
-
-
-Event = (TextDelta, ReasoningDelta, ToolCallStarted, SegmentBreak, ToolProgress, Done, Failed)
