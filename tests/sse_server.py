@@ -157,10 +157,14 @@ class SSEServer:
             return False
         with self._lock:
             self.requests.append(request)
-            if self.replies:
-                self._last = self.replies.pop(0)
-            reply = self._last
+            reply = self._choose(request)
         return self._send(conn, reply)
+
+    def _choose(self, request: dict) -> Reply:
+        """The reply to `request` (under the lock): the next queued one, else the last again."""
+        if self.replies:
+            self._last = self.replies.pop(0)
+        return self._last
 
     def _send(self, conn: socket.socket, reply: Reply) -> bool:
         if reply.before is not None and not self._hold(conn, reply.before):

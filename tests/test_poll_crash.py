@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from tests.sse_server import (
     Pause,
     Reply,
     SSEServer,
-    _read_request,
     answer,
     chunk,
     free_port,
@@ -55,20 +53,12 @@ class EchoModel(SSEServer):
     """Serves queued Replies first; after them it answers each request from its prompt
     ("Answer to <last user message>"), so every answer in a chat names its message."""
 
-    def _answer(self, conn: socket.socket) -> bool:
-        request = _read_request(conn)
-        if request is None:
-            return False
-        with self._lock:
-            self.requests.append(request)
-            if self.replies:
-                reply = self.replies.pop(0)
-            else:
-                prompt = self.prompt(request)
-                pieces = answer("Answer ", "to ", prompt)
-                # A short trickle, as a model streams: gives kills something to land in.
-                reply = Reply(parts=[pieces[0], Pause(0.01), pieces[1], Pause(0.01), *pieces[2:]])
-        return self._send(conn, reply)
+    def _choose(self, request: dict) -> Reply:
+        if self.replies:
+            return self.replies.pop(0)
+        pieces = answer("Answer ", "to ", self.prompt(request))
+        # A short trickle, as a model streams: gives kills something to land in.
+        return Reply(parts=[pieces[0], Pause(0.01), pieces[1], Pause(0.01), *pieces[2:]])
 
     @staticmethod
     def prompt(request: dict) -> str:
