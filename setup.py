@@ -18,7 +18,13 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    packages=["hermes_min", "hermes_min.transports"],
+    packages=[
+        "hermes_min",
+        "hermes_min.cli",
+        "hermes_min.telegram",
+        "hermes_min.tools",
+        "hermes_min.transports",
+    ],
     scripts=["bin/hermes"],
     python_requires=">=3.9",
     # urllib3 2.2+ for HTTPResponse.read1, which streams close-delimited bodies.

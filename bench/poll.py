@@ -142,7 +142,7 @@ def measure_busy(
 
 # Imported by an empty run only because bot.py imports them at the top; only answering needs
 # them (TelegramStreamer, Delivery, Failed).
-ANSWER_ONLY = ("hermes_min.transports.telegram", "hermes_min.events")
+ANSWER_ONLY = ("hermes_min.telegram.streamer", "hermes_min.events")
 
 
 def importtime(base_env: dict, top: int = 15) -> tuple[list[tuple[int, int, str]], dict]:

@@ -25,11 +25,11 @@ from typing import Any
 import _common
 
 from hermes_min import ChatClient, TextDelta
-from hermes_min.bot import stream_into, streamer_for
 from hermes_min.config import Config
-from hermes_min.transports.botapi import BotAPI
-from hermes_min.transports.markdown import render
-from hermes_min.transports.parts import visible
+from hermes_min.telegram.botapi import BotAPI
+from hermes_min.telegram.markdown import render
+from hermes_min.telegram.parts import visible
+from hermes_min.telegram.streamer import stream_into, streamer_for
 from tests.fake_botapi import FakeBotAPI, parse_text
 from tests.sse_server import Pause, Reply, SSEServer, answer
 

@@ -1,15 +1,13 @@
-"""Builds the working parts from settings: model client, fallback, tools, agent, store."""
+"""Builds the working parts from settings: model client, fallback, tools, agent."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from .agent import Agent
 from .client import ChatClient
 from .config import Config
-from .errors import HermesError
 from .tools import Tool, load_tool
 
 log = logging.getLogger(__name__)
@@ -73,19 +71,3 @@ def agent(
         strip_think_tags=a.strip_think_tags,
         fallback=fallback_client(config, stream),
     )
-
-
-def store(config: Config, *, required: bool) -> Any:
-    """The conversation store; when not `required`, a failure is a warning and None."""
-    from .storage import Store, default_path
-
-    path = config.storage.path or default_path()
-    keys = (config.provider.api_key, config.provider.fallback.get("api_key"), config.telegram.token)
-    secrets = [s for s in keys if s]
-    try:
-        return Store(path, secrets=secrets)
-    except HermesError as error:
-        if required:
-            raise
-        log.warning("conversations are not being saved: %s", error)
-        return None

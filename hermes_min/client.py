@@ -8,28 +8,27 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
-from typing import IO, Any, Callable
+from collections.abc import Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from . import __version__
-from .connection import HttpSession, SocketSlot
-from .errors import ConfigError, StreamError
+from .connection import HttpSession, HttpSettings, SocketSlot
+from .errors import ConfigError, NetworkError, StreamError
 from .events import Failed
 from .message import Message
 from .redact import redact
 from .response import BodyFolder
 from .stream import Stream
 
+if TYPE_CHECKING:
+    import requests
+
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _MAX_WAIT = 60.0  # a Retry-After longer than this is reported, not slept through
 _BODY_LIMIT = 8 * 1024 * 1024
-
-# What a server refused, remembered per (base URL, model) for the life of the process so
-# the second request does not fail the same way ("drop_stream_options", "non_streaming").
-_QUIRKS: dict[tuple[str, str], set[str]] = {}
-_QUIRKS_LOCK = threading.Lock()
+_REFUSAL_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
 
 
 def normalize_base_url(url: str) -> str:
@@ -90,12 +89,19 @@ class ChatClient:
         self.stream_delta_callback = stream_delta_callback
         self.on_first_delta = on_first_delta
         self._api_key = api_key or None
+        # What the server refused, per model, so the next request does not fail the same
+        # way ("drop_stream_options", "non_streaming"); the agent shares this client.
+        self._quirks: dict[str, set[str]] = {}
+        self._quirks_lock = threading.Lock()
         self._http = HttpSession(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-            proxy=proxy,
+            HttpSettings(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                ca_bundle=ca_bundle,
+                insecure=insecure,
+                proxy=proxy,
+                secrets=self._secrets(),
+            )
         )
 
     def stream(
@@ -127,16 +133,12 @@ class ChatClient:
     def models(self, *, slot: SocketSlot | None = None) -> list[dict]:
         """The endpoint's models (`GET /models`), as the server describes them."""
         url = self.base_url + "/models"
-        response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
-        body = bytearray()
         try:
-            for read in self._http.reads(response):
-                body += read
-                if len(body) > _BODY_LIMIT:
-                    break
-        finally:
-            response.close()
-        return self._model_list(response.status_code, response.headers, bytes(body))
+            response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
+            body, _ = self._http.read_body(response, _BODY_LIMIT)
+        except NetworkError as error:
+            raise StreamError.from_network(error) from None
+        return self._model_list(response.status_code, response.headers, body)
 
     def resolve_model(self, *, slot: SocketSlot | None = None) -> str:
         """The model to use: the configured one, else the only one the server serves."""
@@ -215,17 +217,20 @@ class ChatClient:
                 return opened
             attempt += 1
 
-    def _post(self, body: dict, slot: SocketSlot) -> Any:
+    def _post(self, body: dict, slot: SocketSlot) -> requests.Response:
         headers = self._headers(bool(body.get("stream")))
-        return self._http.request(
-            "POST",
-            self.base_url + "/chat/completions",
-            slot=slot,
-            data=json.dumps(body).encode(),
-            headers=headers,
-        )
+        try:
+            return self._http.request(
+                "POST",
+                self.base_url + "/chat/completions",
+                slot=slot,
+                data=json.dumps(body).encode(),
+                headers=headers,
+            )
+        except NetworkError as error:
+            raise StreamError.from_network(error) from None
 
-    def _live(self, response: Any, body: dict) -> _Opened:
+    def _live(self, response: requests.Response, body: dict) -> _Opened:
         content_type = response.headers.get("Content-Type", "")
         if not body.get("stream") and "event-stream" not in content_type:
             content_type = "application/json"  # we asked for JSON, whatever the label says
@@ -233,32 +238,25 @@ class ChatClient:
             response.status_code, content_type, self._http.reads(response), response.close
         )
 
-    def _read_refusal(self, response: Any) -> tuple[_Opened, StreamError]:
+    def _read_refusal(self, response: requests.Response) -> tuple[_Opened, StreamError]:
         """Read a non-200 body once: it decides the retry, and is what the stream reports."""
-        body = bytearray()
         try:
-            for read in self._http.reads(response):
-                body += read
-                if len(body) > 64 * 1024:
-                    break
-        except StreamError:
-            pass  # what arrived is enough to describe the failure
-        finally:
-            response.close()
+            body, _ = self._http.read_body(response, _REFUSAL_LIMIT)
+        except NetworkError:
+            body = b""  # the status alone describes the failure
         content_type = response.headers.get("Content-Type", "")
         folder = BodyFolder(response.status_code, content_type)
-        folder.feed(bytes(body))
+        folder.feed(body)
         failed = folder.finish()[-1]
         assert isinstance(failed, Failed)
-        opened = _Opened(response.status_code, content_type, iter([bytes(body)]), lambda: None)
+        opened = _Opened(response.status_code, content_type, iter([body]), lambda: None)
         return opened, failed.error
 
     def _may_retry(
         self, error: StreamError, attempt: int, cancel: threading.Event, retry_after: float | None
     ) -> bool:
         """Wait before another try if this failure is worth one; False if it is not."""
-        transient = error.transient or error.status == 429 or (error.status or 0) >= 500
-        if not transient or attempt >= self.max_retries or cancel.is_set():
+        if not error.retryable or attempt >= self.max_retries or cancel.is_set():
             return False
         delay = retry_after if retry_after is not None else min(self.BACKOFF * 2**attempt, 8.0)
         if delay > _MAX_WAIT:
@@ -279,14 +277,14 @@ class ChatClient:
             return False
         if change == "non_streaming" and not body.get("stream"):
             return False
-        with _QUIRKS_LOCK:
-            _QUIRKS.setdefault((self.base_url, body.get("model") or ""), set()).add(change)
+        with self._quirks_lock:
+            self._quirks.setdefault(body.get("model") or "", set()).add(change)
         log.info("the server refused %s; retrying without it", change.replace("_", " "))
         return True
 
     def _apply_quirks(self, body: dict) -> dict:
-        with _QUIRKS_LOCK:
-            quirks = set(_QUIRKS.get((self.base_url, body.get("model") or ""), ()))
+        with self._quirks_lock:
+            quirks = set(self._quirks.get(body.get("model") or "", ()))
         body = dict(body)
         if "drop_stream_options" in quirks or "non_streaming" in quirks:
             body.pop("stream_options", None)
@@ -309,7 +307,7 @@ class ChatClient:
     def _secrets(self) -> tuple[str, ...]:
         return (self._api_key,) if self._api_key else ()
 
-    def _model_list(self, status: int, headers: Any, body: bytes) -> list[dict]:
+    def _model_list(self, status: int, headers: Mapping[str, str], body: bytes) -> list[dict]:
         if status != 200:
             folder = BodyFolder(status, headers.get("Content-Type", ""))
             folder.feed(body)
@@ -326,7 +324,7 @@ class ChatClient:
         return [m if isinstance(m, dict) else {"id": str(m)} for m in models]
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     value = (headers.get("Retry-After") or "").strip()
     if not value:

@@ -1,4 +1,5 @@
-"""The HTTP layer: TLS trust, proxies, timeouts, and aborting a blocked read from any thread."""
+"""The one HTTP set-up, for the model endpoint and the Bot API alike: TLS trust, proxies,
+timeouts, requests' errors translated by type, and aborting a blocked read from any thread."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,11 +22,28 @@ from requests.utils import get_environ_proxies, should_bypass_proxies
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import StreamError
+from .errors import NetworkError
+from .redact import redact
 
 log = logging.getLogger(__name__)
 _READ_SIZE = 64 * 1024
-_current = threading.local()  # the SocketSlot of the request this thread is making
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """How to reach one endpoint; each endpoint (model, fallback, Bot API) has its own."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    ca_bundle: str | None = None  # None: the CA environment variables, then the system file
+    insecure: bool = False
+    proxy: str | None = None  # None: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, honouring NO_PROXY
+    secrets: tuple[str, ...] = ()  # never in an error message (a token in the URL path)
+    # The settings a person would change, named in error messages.
+    ca_hint: str = "set provider.ca_bundle or --ca-bundle to your CA file"
+    proxy_hint: str = "check provider.proxy / HTTPS_PROXY / NO_PROXY"
+    connect_hint: str = "provider.connect_timeout"
+    read_hint: str = "provider.read_timeout; a local server may need minutes for a long prompt"
 
 
 class SocketSlot:
@@ -61,7 +80,13 @@ def _shutdown(sock: socket.socket | None) -> None:
 
 
 class _Tracking:
-    """Mixed into urllib3's connections: hand each socket in use to the thread's slot."""
+    """Mixed into urllib3's connections: hand each socket in use to the request's slot.
+
+    `slots` is the owning HttpSession's thread-local (set on a per-session subclass), which
+    holds the SocketSlot of the request the current thread is making.
+    """
+
+    slots: threading.local
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
@@ -72,52 +97,45 @@ class _Tracking:
         super().request(*args, **kwargs)  # type: ignore[misc]
 
     def _hand_over(self) -> None:
-        slot = getattr(_current, "slot", None)
+        slot = getattr(self.slots, "slot", None)
         sock = getattr(self, "sock", None)
         if slot is not None and sock is not None:
             slot.hold(sock)
 
 
-class _HTTPConnection(_Tracking, HTTPConnection):
-    """An HTTP connection whose socket can be shut from another thread."""
-
-
-class _HTTPSConnection(_Tracking, HTTPSConnection):
-    """An HTTPS connection whose socket can be shut from another thread."""
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+def _pool_classes(slots: threading.local) -> dict[str, type]:
+    """urllib3 pool classes whose connections report their sockets to `slots`."""
+    tracked = {"slots": slots}
+    http = type("_HTTPConnection", (_Tracking, HTTPConnection), tracked)
+    https = type("_HTTPSConnection", (_Tracking, HTTPSConnection), tracked)
+    return {
+        "http": type("_HTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+        "https": type("_HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+    }
 
 
 class _TrackingAdapter(HTTPAdapter):
-    """requests' adapter with pools whose sockets the current SocketSlot can reach.
+    """requests' adapter with pools whose sockets a SocketSlot can reach.
 
     With `ssl_context`, TLS trusts that context's CAs (loaded in memory) instead of a CA file.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+    def __init__(self, pools: dict[str, type], ssl_context: ssl.SSLContext | None) -> None:
+        self._pools = pools
         self._ssl_context = ssl_context  # before super(): it calls init_poolmanager
-        super().__init__(**kwargs)
+        super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if self._ssl_context is not None:
             kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+        self.poolmanager.pool_classes_by_scheme = dict(self._pools)
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         if self._ssl_context is not None:
             kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = dict(_POOLS)
+        manager.pool_classes_by_scheme = dict(self._pools)
         return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
@@ -143,57 +161,55 @@ def bundled_ca_context() -> ssl.SSLContext | None:
     return ssl.create_default_context(cadata=certifi.contents())
 
 
-def mount_trust(session: requests.Session, context: ssl.SSLContext | None) -> None:
-    """Make a session's HTTPS use `context`'s CAs (see bundled_ca_context)."""
-    if context is not None:
-        session.mount("https://", _TrackingAdapter(ssl_context=context))
-
-
 class HttpSession:
-    """A requests session set up for one endpoint's trust, proxy and timeout settings."""
+    """A requests session set up from one endpoint's HttpSettings; a context manager."""
 
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 300.0,
-        ca_bundle: str | None = None,
-        insecure: bool = False,
-        proxy: str | None = None,
-    ) -> None:
-        self.timeout = (connect_timeout, read_timeout)
-        self.proxy = proxy or None
-        self.verify = resolve_verify(ca_bundle, insecure)
-        self._session = requests.Session()
+    def __init__(self, settings: HttpSettings | None = None) -> None:
+        self.settings = settings = settings or HttpSettings()
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
+        self.verify = resolve_verify(settings.ca_bundle, settings.insecure)
+        self._slots = threading.local()  # the SocketSlot of the request each thread makes
+        self._session: requests.Session | None = requests.Session()
         self._session.trust_env = False  # proxies and CA are resolved here, explicitly
         context = bundled_ca_context() if self.verify is True else None
+        adapter = _TrackingAdapter(_pool_classes(self._slots), context)
         for prefix in ("http://", "https://"):
-            self._session.mount(prefix, _TrackingAdapter(ssl_context=context))
+            self._session.mount(prefix, adapter)
 
     def request(
-        self, method: str, url: str, *, slot: SocketSlot | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        slot: SocketSlot | None = None,
+        timeout: tuple[float, float] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        """Send a request (body left unread); requests' errors become StreamError."""
-        _current.slot = slot
+        """Send a request (body left unread); requests' errors become NetworkError."""
+        if self._session is None:
+            raise NetworkError("url", "the HTTP session is closed", reached=False)
+        self._check_ca_file()
+        proxies = self.proxies_for(url)
+        self._slots.slot = slot
         try:
             return self._session.request(
                 method,
                 url,
                 stream=True,
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 verify=self.verify,
-                proxies=self.proxies_for(url),
+                proxies=proxies,
                 allow_redirects=False,
                 **kwargs,
             )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise translate(exc, url, self.timeout) from None
+        except _TRANSLATED as exc:
+            raise self._translate(exc, url, before_response=True) from None
         finally:
-            _current.slot = None
+            self._slots.slot = None
 
     def reads(self, response: requests.Response) -> Iterator[bytes]:
         """The body as it arrives: each read returns whatever is there, chunked or not."""
-        raw, url = response.raw, response.url
+        raw = response.raw
         try:
             if raw.chunked:
                 yield from raw.read_chunked(None, decode_content=True)  # one HTTP chunk each
@@ -203,31 +219,169 @@ class HttpSession:
                 if not data:
                     return
                 yield data
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise translate(exc, url, self.timeout) from None
+        except _TRANSLATED as exc:
+            raise self._translate(exc, response.url, before_response=False) from None
+
+    def read_body(self, response: requests.Response, limit: int) -> tuple[bytes, bool]:
+        """The whole body up to `limit` bytes, and whether there was more (then cut short)."""
+        body = bytearray()
+        try:
+            for read in self.reads(response):
+                body += read
+                if len(body) > limit:
+                    return bytes(body[:limit]), True
+        finally:
+            response.close()
+        return bytes(body), False
 
     def proxies_for(self, url: str) -> dict:
         """The proxy for this URL: none for loopback or NO_PROXY, else config, else environment."""
         host = urlsplit(url).hostname or ""
         if _is_loopback(host):
             return {}  # a proxy can never reach this machine's own model server
-        if self.proxy:
-            return (
-                {}
-                if should_bypass_proxies(url, None)
-                else {"http": self.proxy, "https": self.proxy}
+        proxy = self.settings.proxy
+        if proxy:
+            chosen = {} if should_bypass_proxies(url, None) else {"http": proxy, "https": proxy}
+        else:
+            chosen = get_environ_proxies(url)  # HTTP(S)_PROXY / ALL_PROXY, honouring NO_PROXY
+        if any(str(p).lower().startswith("socks") for p in chosen.values()):
+            raise NetworkError(
+                "proxy",
+                "SOCKS proxies need the PySocks package, which hermes does not "
+                "ship; use an HTTP proxy (provider.proxy or HTTPS_PROXY)",
+                reached=False,
             )
-        return get_environ_proxies(url)  # HTTP(S)_PROXY / ALL_PROXY, honouring NO_PROXY
+        return chosen
 
     def close(self) -> None:
         """Close pooled connections; safe to call twice."""
-        self._session.close()
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> HttpSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_ca_file(self) -> None:
+        # requests would raise a bare OSError naming the path; saying it here names the fix.
+        if isinstance(self.verify, str) and not os.path.exists(self.verify):
+            raise NetworkError(
+                "tls",
+                f"the CA file {self.verify} does not exist ({self.settings.ca_hint})",
+                reached=False,
+            )
+
+    def _translate(self, exc: BaseException, url: str, *, before_response: bool) -> NetworkError:
+        """One NetworkError for a requests/urllib3/socket failure; never the secret-laden URL."""
+        kind = _kind_of(exc, before_response)
+        message = _message(kind, exc, _where(url), self.settings)
+        reached = kind not in ("tls", "proxy", "url", "request", "connect")
+        secrets = self.settings.secrets
+        detail = redact(_detail(kind, exc), secrets)
+        return NetworkError(kind, redact(message, secrets), reached=reached, detail=detail)
+
+
+_TRANSLATED = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+# requests/urllib3 exception types -> NetworkError kind, first match wins. Each type is
+# checked on the exception and on the cause urllib3 wrapped in it (MaxRetryError.reason).
+_KINDS: tuple[tuple[tuple[type, ...], str], ...] = (
+    ((requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError), "tls"),
+    ((requests.exceptions.ProxyError, urllib3.exceptions.ProxyError), "proxy"),
+    (
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            urllib3.exceptions.LocationParseError,
+        ),
+        "url",
+    ),
+    ((requests.exceptions.InvalidHeader,), "request"),
+    (
+        (
+            requests.exceptions.ConnectTimeout,
+            urllib3.exceptions.ConnectTimeoutError,  # NewConnectionError is one too
+            urllib3.exceptions.NameResolutionError,
+            ConnectionRefusedError,
+            socket.gaierror,
+        ),
+        "connect",
+    ),
+    (
+        (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, socket.timeout),
+        "timeout",
+    ),
+)
+
+
+def _kind_of(exc: BaseException, before_response: bool) -> str:
+    """The NetworkError kind for a failure, decided by the exception types involved."""
+    causes = _causes(exc)
+    for types, kind in _KINDS:
+        if any(isinstance(cause, types) for cause in causes):
+            return kind
+    # Anything else broke an open connection: before the response it may be a stale pooled
+    # connection ("dropped": worth one more try), after it the body was cut ("broken").
+    return "dropped" if before_response else "broken"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (requests -> MaxRetryError -> its reason)."""
+    found, seen = [exc], 0
+    while seen < len(found) and len(found) < 6:
+        current = found[seen]
+        seen += 1
+        for inner in (getattr(current, "reason", None), *getattr(current, "args", ())[:1]):
+            if isinstance(inner, BaseException) and inner not in found:
+                found.append(inner)
+    return found
+
+
+def _message(kind: str, exc: BaseException, where: str, settings: HttpSettings) -> str:
+    """The one line a person reads, naming the setting that would fix it."""
+    if kind == "tls":
+        return (
+            f"TLS certificate check failed for {where}: {_ssl_reason(str(exc))} "
+            f"({settings.ca_hint})"
+        )
+    if kind == "proxy":
+        return (
+            f"the proxy refused or failed the connection to {where}: {_reason(exc)} "
+            f"({settings.proxy_hint})"
+        )
+    if kind == "url":
+        return f"not a valid URL: {where}"
+    if kind == "request":
+        return f"the request to {where} could not be sent: a header holds a forbidden character"
+    if kind == "connect" and _is_a(exc, requests.exceptions.ConnectTimeout):
+        return (
+            f"could not connect to {where} within {settings.connect_timeout:g} s "
+            f"({settings.connect_hint})"
+        )
+    if kind == "connect":
+        return f"cannot connect to {where}: {_reason(exc)}"
+    if kind == "timeout":
+        return f"no data from {where} for {settings.read_timeout:g} s ({settings.read_hint})"
+    if kind == "dropped":
+        return f"cannot connect to {where}: {_reason(exc)}"
+    return f"the connection to {where} broke: {_reason(exc)}"
+
+
+def _detail(kind: str, exc: BaseException) -> str:
+    """A short reason without the URL, for callers that word their own messages."""
+    if kind == "tls":
+        return _ssl_reason(str(exc))
+    if kind == "timeout" or _is_a(exc, requests.exceptions.ConnectTimeout):
+        return "timed out"
+    return _reason(exc)
+
+
+def _is_a(exc: BaseException, kind: type) -> bool:
+    return any(isinstance(cause, kind) for cause in _causes(exc))
 
 
 def resolve_verify(ca_bundle: str | None, insecure: bool) -> str | bool:
@@ -278,90 +432,33 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def translate(exc: BaseException, url: str, timeout: tuple[float, float]) -> StreamError:
-    """One clear StreamError for a requests/urllib3/socket failure; never the secret-laden URL."""
-    where = _where(url)
-    text = str(exc)
-    if "Could not find a suitable TLS CA certificate bundle" in text:
-        path = text.rsplit("invalid path: ", 1)[-1]
-        return StreamError(
-            "tls",
-            f"the CA file {path} does not exist "
-            "(set provider.ca_bundle or --ca-bundle to your CA file)",
-        )
-    if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
-        return StreamError(
-            "tls",
-            f"TLS certificate check failed for {where}: {_ssl_reason(text)} "
-            "(set provider.ca_bundle or --ca-bundle to your CA file)",
-        )
-    if isinstance(exc, requests.exceptions.InvalidSchema) and "socks" in text.lower():
-        return StreamError(
-            "proxy",
-            "SOCKS proxies need the PySocks package, which hermes does not "
-            "ship; use an HTTP proxy (provider.proxy or HTTPS_PROXY)",
-        )
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return StreamError(
-            "proxy",
-            f"the proxy refused or failed the connection to {where}: "
-            f"{_reason(text)} (check provider.proxy / HTTPS_PROXY / NO_PROXY)",
-        )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return StreamError(
-            "timeout",
-            f"could not connect to {where} within {timeout[0]:g} s (provider.connect_timeout)",
-            transient=True,
-        )
-    if _is_read_timeout(exc):
-        return StreamError(
-            "timeout",
-            f"no data from {where} for {timeout[1]:g} s "
-            "(provider.read_timeout; a local server may need minutes for a long prompt)",
-        )
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-        ),
-    ):
-        return StreamError("connection", f"not a valid URL: {where}")
-    if isinstance(exc, requests.exceptions.ConnectionError) and not _mid_body(exc):
-        return StreamError(
-            "connection", f"cannot connect to {where}: {_reason(text)}", transient=True
-        )
-    return StreamError("connection", f"the connection to {where} broke: {_reason(text)}")
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    return isinstance(
-        exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, socket.timeout)
-    ) or "Read timed out" in str(exc)
-
-
-def _mid_body(exc: BaseException) -> bool:
-    return isinstance(exc, requests.exceptions.ChunkedEncodingError)
-
-
 def _where(url: str) -> str:
     """scheme://host:port/path without credentials or query (keys can hide in both)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}{parts.path}"
 
 
-def _reason(text: str) -> str:
+def _reason(exc: BaseException) -> str:
+    """A few words for a failure, from the innermost OS error where there is one.
+
+    urllib3 wraps the OS error's text into its own exceptions' messages and gives no errno
+    for some (NameResolutionError): the words are read from the text, for the message only.
+    """
+    for cause in reversed(_causes(exc)):
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    text = str(exc)
     match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if match:
         reason = match.group(1).strip()
-        return (
-            "host not found"
-            if "name" in reason.lower() and "resol" in reason.lower() or "not known" in reason
-            else reason
-        )
+        lowered = reason.lower()
+        return "host not found" if "resol" in lowered or "not known" in lowered else reason
     for phrase in (
         "Connection refused",
         "Connection reset by peer",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import StreamError
 from .message import Message
@@ -102,3 +104,13 @@ class Failed:
             "error": self.error.to_dict(),
             "partial": partial.to_dict() if partial is not None else None,
         }
+
+
+class Answer(Protocol):
+    """What yields these events: a Stream, or an agent's Turn."""
+
+    def __iter__(self) -> Iterator[object]: ...
+
+    def interrupt(self) -> None: ...
+
+    def result(self) -> Message: ...

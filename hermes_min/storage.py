@@ -7,6 +7,7 @@ readers never wait, and a writer waits up to `timeout` seconds for another write
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import HermesError, UsageError
+from .config import Config
+from .errors import HermesError, StorageError, UsageError
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -85,15 +87,27 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# What sqlite's error text means for the person who has to fix it.
-_MEANINGS = (
-    ("locked", "is locked by another process; try again when it is done"),
-    ("busy", "is locked by another process; try again when it is done"),
-    ("not a database", "is not a hermes database"),
-    ("readonly", "is read-only"),
-    ("disk is full", "cannot be written: the disk is full"),
-    ("malformed", "is damaged (sqlite: database disk image is malformed)"),
-    ("unable to open", "cannot be opened"),
+# sqlite's primary result codes -> (StorageError kind, what it means for the person who has to
+# fix it). https://www.sqlite.org/rescode.html
+_CODES = {
+    5: ("busy", "is locked by another process; try again when it is done"),  # SQLITE_BUSY
+    6: ("busy", "is locked by another process; try again when it is done"),  # SQLITE_LOCKED
+    8: ("readonly", "is read-only"),  # SQLITE_READONLY
+    11: ("corrupt", "is damaged (sqlite: database disk image is malformed)"),  # SQLITE_CORRUPT
+    13: ("full", "cannot be written: the disk is full"),  # SQLITE_FULL
+    14: ("other", "cannot be opened"),  # SQLITE_CANTOPEN
+    26: ("foreign", "is not a hermes database"),  # SQLITE_NOTADB
+}
+# Python before 3.11 gives no error code (sqlite_errorcode), only sqlite's message: there,
+# and only there, the message's words stand in for the code.
+_WORDS = (
+    ("database is locked", 5),
+    ("database table is locked", 6),
+    ("readonly", 8),
+    ("malformed", 11),
+    ("disk is full", 13),
+    ("unable to open", 14),
+    ("not a database", 26),
 )
 
 _SUMMARY = """SELECT c.*,
@@ -103,10 +117,6 @@ _SUMMARY = """SELECT c.*,
     FROM conversations c"""
 
 
-class StorageError(HermesError):
-    """The conversation store cannot be opened, read or written; one line says why."""
-
-
 def default_path(env: Mapping[str, str] | None = None) -> Path:
     """$XDG_STATE_HOME/hermes/hermes.db, XDG_STATE_HOME defaulting to ~/.local/state."""
     env = os.environ if env is None else env
@@ -114,6 +124,20 @@ def default_path(env: Mapping[str, str] | None = None) -> Path:
     if not os.path.isabs(base):  # the XDG spec: a relative path is invalid and ignored
         base = os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "hermes" / "hermes.db"
+
+
+def open_store(config: Config, *, required: bool) -> Store | None:
+    """The store the settings name; when not `required`, a failure is a warning and None."""
+    path = config.storage.path or default_path()
+    p, t = config.provider, config.telegram
+    secrets = [s for s in (p.api_key, p.fallback.get("api_key"), t.token) if s]
+    try:
+        return Store(path, secrets=secrets)
+    except HermesError as error:
+        if required:
+            raise
+        log.warning("conversations are not being saved: %s", error)
+        return None
 
 
 class Store:
@@ -385,11 +409,14 @@ class Store:
             (version,) = self._one("PRAGMA user_version")
             (tables,) = self._one("SELECT count(*) FROM sqlite_master")
         if application != APPLICATION_ID and (application or tables):
-            raise StorageError(f"the conversation store {self.path} is not a hermes database")
+            raise StorageError(
+                f"the conversation store {self.path} is not a hermes database", "foreign"
+            )
         if version > len(_MIGRATIONS):
             raise StorageError(
                 f"the conversation store {self.path} has schema {version}, newer than this"
-                f" hermes knows ({len(_MIGRATIONS)}); upgrade hermes"
+                f" hermes knows ({len(_MIGRATIONS)}); upgrade hermes",
+                "newer",
             )
         return version
 
@@ -404,7 +431,7 @@ class Store:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            raise StorageError(f"the conversation store {self.path} is closed")
+            raise StorageError(f"the conversation store {self.path} is closed", "closed")
         return self._db
 
     @contextmanager
@@ -413,7 +440,7 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StorageError(_describe(exc, self.path)) from exc
+            raise _storage_error(exc, self.path) from exc
 
     def _sql(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._errors():
@@ -502,15 +529,29 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         pass  # an existing store keeps the mode its owner gave it
     except OSError as exc:
-        raise StorageError(f"cannot create the conversation store {path}: {exc.strerror}") from exc
+        kind = "readonly" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "other"
+        kind = "full" if exc.errno == errno.ENOSPC else kind
+        raise StorageError(
+            f"cannot create the conversation store {path}: {exc.strerror}", kind
+        ) from exc
 
 
-def _describe(exc: sqlite3.Error, path: Path) -> str:
-    text = str(exc)
-    for needle, meaning in _MEANINGS:
-        if needle in text.lower():
-            return f"the conversation store {path} {meaning}"
-    return f"the conversation store {path}: {text}"
+def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
+    """The StorageError for a sqlite3 error, its kind from sqlite's result code."""
+    code = _code(exc)
+    kind, meaning = _CODES.get(code, ("other", "")) if code is not None else ("other", "")
+    if meaning:
+        return StorageError(f"the conversation store {path} {meaning}", kind)
+    return StorageError(f"the conversation store {path}: {exc}", kind)
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """sqlite's primary result code for the error (extended codes carry it in the low byte)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF
+    text = str(exc).lower()
+    return next((number for words, number in _WORDS if words in text), None)
 
 
 def _now() -> str:

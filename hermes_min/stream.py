@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import IO, Callable, Protocol
 
 from .connection import SocketSlot
-from .errors import StreamError
+from .errors import NetworkError, StreamError
 from .events import Done, Failed, ReasoningDelta, TextDelta, ToolCallStarted
 from .message import Message
 from .redact import redact
@@ -151,6 +151,8 @@ class Stream:
             self._pump(response, folder)
         except StreamError as error:
             self._put([Failed(self._as_interrupted(error, folder))])
+        except NetworkError as error:
+            self._put([Failed(self._as_interrupted(StreamError.from_network(error), folder))])
         except Exception as exc:  # noqa: BLE001 - the consumer must always get a final event
             log.debug("stream worker failed", exc_info=True)
             error = StreamError("connection", f"unexpected failure: {type(exc).__name__}")

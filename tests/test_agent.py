@@ -9,7 +9,6 @@ import time
 import pytest
 
 from hermes_min import ChatClient, StreamError
-from hermes_min import client as client_module
 from hermes_min.agent import Agent
 from hermes_min.events import (
     Done,
@@ -24,11 +23,6 @@ from hermes_min.tools import tool
 from tests.sse_server import Reply, SSEServer, answer, chunk, free_port, sse
 
 USER = [{"role": "user", "content": "What is the weather in Paris and Rome?"}]
-
-
-@pytest.fixture(autouse=True)
-def forget_quirks():
-    client_module._QUIRKS.clear()
 
 
 def calls_reply(*calls, text=None):

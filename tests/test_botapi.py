@@ -12,17 +12,9 @@ from contextlib import contextmanager
 import pytest
 import requests
 
+from hermes_min.connection import HttpSession
 from hermes_min.errors import ConfigError, TelegramError
-from hermes_min.transports.botapi import (
-    BotAPI,
-    is_fatal_for_chat,
-    is_message_gone,
-    is_not_modified,
-    is_parse_error,
-    is_rate_limited,
-    is_thread_gone,
-    is_transient,
-)
+from hermes_min.telegram.botapi import BotAPI, api_error, telegram_settings
 from tests.fake_botapi import (
     DRAFT_ID_INVALID,
     DRAFT_PEER_INVALID,
@@ -196,13 +188,14 @@ def test_send_message_returns_the_message(fake, api):
 def test_get_updates_read_timeout_exceeds_the_long_poll(fake):
     seen = []
 
-    class Recording(requests.Session):
-        def post(self, url, **kwargs):
+    class Recording(HttpSession):
+        def request(self, method, url, **kwargs):
             seen.append(kwargs["timeout"])
-            return super().post(url, **kwargs)
+            return super().request(method, url, **kwargs)
 
     fake.queue_text(USER, "hi")  # so the 30 s long poll returns at once
-    with Recording() as session, BotAPI(fake.token, fake.api_base, session=session) as api:
+    settings = telegram_settings(connect_timeout=10.0, read_timeout=30.0)
+    with Recording(settings) as http, BotAPI(fake.token, fake.api_base, http=http) as api:
         assert len(api.get_updates(timeout=30)) == 1
         api.get_me()
     assert seen == [(10.0, 40.0), (10.0, 30.0)]
@@ -220,13 +213,13 @@ def test_ok_false_becomes_telegram_error_with_code_and_description(fake, api):
         "Forbidden: bot was blocked by the user",
     )
     assert err.retry_after is None and err.migrate_to_chat_id is None
-    assert is_fatal_for_chat(err) and not is_transient(err)
+    assert err.fatal_for_chat and not err.transient
 
 
 def test_retry_after_comes_from_parameters(fake, api):
     fake.fail("editMessageText", 429, "Too Many Requests: retry after 35", retry_after=7)
     err = raises(api.edit_message_text, USER, 1, "x")
-    assert err.retry_after == 7 and is_rate_limited(err)
+    assert err.retry_after == 7 and err.rate_limited
 
 
 def test_retry_after_falls_back_to_the_description(fake, api):
@@ -246,7 +239,7 @@ def test_html_page_from_a_proxy_is_one_clear_error(fake, api, caplog):
     page = f"<html><body><h1>502 Bad Gateway</h1>/bot{fake.token}/getMe</body></html>"
     fake.reply("getMe", 502, page)
     err = raises(api.get_me)
-    assert err.error_code == 502 and is_transient(err)
+    assert err.error_code == 502 and err.transient
     assert "non-JSON" in err.description and "text/html" in err.description
     assert fake.token not in everything_about(err) + caplog.text
 
@@ -260,7 +253,7 @@ def test_a_body_that_is_not_a_bot_api_reply_is_an_error(fake, api, body):
 def test_server_errors_are_transient(fake, api):
     fake.fail("sendMessage", 500, times=2)
     for _ in range(2):
-        assert is_transient(raises(api.send_message, USER, "x"))
+        assert raises(api.send_message, USER, "x").transient
     assert api.send_message(USER, "x")["text"] == "x"
 
 
@@ -269,7 +262,7 @@ def test_connection_refused_is_a_network_error_without_the_token(caplog):
     token = "987654321:AAsecretTokenThatMustNeverLeak_xyz123"
     with BotAPI(token, f"http://127.0.0.1:{closed_port()}", connect_timeout=2) as api:
         err = raises(api.get_me)
-    assert err.error_code is None and is_transient(err)
+    assert err.error_code is None and err.transient
     assert "network error" in err.description and "refused" in err.description
     assert err.__cause__ is None and err.__context__ is None
     assert token not in everything_about(err) + caplog.text
@@ -287,7 +280,7 @@ def test_read_timeout_is_a_network_error_without_the_token(fake, caplog):
 def test_connection_reset_is_a_network_error(fake, api):
     fake.drop_connection("sendChatAction")
     err = raises(api.send_chat_action, USER)
-    assert err.error_code is None and is_transient(err)
+    assert err.error_code is None and err.transient
     assert fake.token not in everything_about(err)
     assert api.send_chat_action(USER) is True  # the next call gets a fresh connection
 
@@ -298,7 +291,7 @@ def test_token_is_not_logged_on_success(fake, api, caplog):
     urllib3_lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("sendMessage" in line for line in urllib3_lines)  # the line exists, redacted
     assert fake.token not in caplog.text
-    assert any(r.name == "hermes_min.transports.botapi" for r in caplog.records)
+    assert any(r.name == "hermes_min.telegram.botapi" for r in caplog.records)
 
 
 def test_wrong_token_is_unauthorized(fake):
@@ -315,13 +308,13 @@ def test_unknown_method_is_not_found(fake, api):
 def test_client_lifecycle(fake):
     closed = []
 
-    class Session(requests.Session):
+    class Session(HttpSession):
         def close(self):
             closed.append(True)
             super().close()
 
-    with Session() as session:
-        api = BotAPI(fake.token, fake.api_base, session=session)
+    with Session(telegram_settings()) as http:
+        api = BotAPI(fake.token, fake.api_base, http=http)
         assert fake.token not in repr(api)
         api.close()
         api.close()
@@ -332,43 +325,38 @@ def test_client_lifecycle(fake):
         BotAPI("  ")
 
 
-def err_with(code, description):
-    return TelegramError("sendMessage", description, error_code=code)
-
-
 @pytest.mark.parametrize(
-    "err, expected",
+    "code, description, kind",
     [
-        (err_with(400, NOT_MODIFIED), {is_not_modified}),
-        (err_with(429, "Too Many Requests: retry after 3"), {is_rate_limited}),
-        (err_with(403, "Forbidden: bot was kicked from the group chat"), {is_fatal_for_chat}),
-        (err_with(403, "Forbidden: user is deactivated"), {is_fatal_for_chat}),
-        (err_with(400, "Bad Request: chat not found"), {is_fatal_for_chat}),
-        (err_with(400, "Bad Request: message to edit not found"), {is_message_gone}),
-        (err_with(400, "Bad Request: message thread not found"), {is_thread_gone}),
-        (
-            err_with(
-                400,
-                "Bad Request: can't parse entities: Can't find end of Bold entity at byte offset 0",
-            ),
-            {is_parse_error},
-        ),
-        (err_with(502, "Bad Gateway"), {is_transient}),
-        (err_with(None, "network error (ConnectionError): refused"), {is_transient}),
-        (err_with(400, "Bad Request: message is too long"), set()),
+        (400, NOT_MODIFIED, "not_modified"),
+        (429, "Too Many Requests: retry after 3", "rate_limited"),
+        (403, "Forbidden: bot was kicked from the group chat", "chat_gone"),
+        (403, "Forbidden: user is deactivated", "chat_gone"),
+        (400, "Bad Request: chat not found", "chat_gone"),
+        (400, "Bad Request: message to edit not found", "message_gone"),
+        (400, "Bad Request: message thread not found", "thread_gone"),
+        (400, "Bad Request: can't parse entities: Can't find end of Bold entity", "parse"),
+        (502, "Bad Gateway", "server"),
+        (401, "Unauthorized", "unauthorized"),
+        (404, "Not Found", "unauthorized"),
+        (409, WEBHOOK_CONFLICT, "webhook"),
+        (409, POLL_CONFLICT, "conflict"),
+        (400, "Bad Request: message is too long", "bad_request"),
     ],
 )
-def test_classification(err, expected):
-    checks = {
-        is_not_modified,
-        is_rate_limited,
-        is_fatal_for_chat,
-        is_message_gone,
-        is_thread_gone,
-        is_parse_error,
-        is_transient,
-    }
-    assert {check for check in checks if check(err)} == expected
+def test_the_kind_is_decided_from_the_code_and_description(code, description, kind):
+    body = {"ok": False, "error_code": code, "description": description}
+    assert api_error("sendMessage", body, code).kind == kind
+
+
+def test_the_kinds_say_what_to_do():
+    def kind(name, **extra):
+        return TelegramError("sendMessage", "x", kind=name, **extra)
+
+    assert kind("network").transient and kind("server").transient
+    assert not kind("bad_request").transient and not kind("not_api").transient
+    assert kind("chat_gone").fatal_for_chat and kind("unauthorized").fatal_for_chat
+    assert not kind("rate_limited").fatal_for_chat and kind("rate_limited").rate_limited
 
 
 # ---------------------------------------------------------------------- fake: text rules
@@ -431,7 +419,7 @@ MDV2_BAD = [
 @pytest.mark.parametrize("text", MDV2_BAD)
 def test_fake_refuses_bad_markdown_v2(fake, api, text):
     err = raises(api.send_message, USER, text, parse_mode="MarkdownV2")
-    assert err.error_code == 400 and is_parse_error(err)
+    assert err.error_code == 400 and err.kind == "parse"
 
 
 MDV2_GOOD = [
@@ -469,7 +457,7 @@ HTML_BAD = [
 
 @pytest.mark.parametrize("text", HTML_BAD)
 def test_fake_refuses_bad_html(fake, api, text):
-    assert is_parse_error(raises(api.send_message, USER, text, parse_mode="HTML"))
+    assert raises(api.send_message, USER, text, parse_mode="HTML").kind == "parse"
 
 
 HTML_GOOD = [
@@ -514,20 +502,19 @@ def test_fake_names_the_byte_offset_of_a_parse_error(fake, api):
 def test_fake_refuses_an_identical_edit(fake, api):
     message_id = api.send_message(USER, "<b>hello</b>", parse_mode="HTML")["message_id"]
     err = raises(api.edit_message_text, USER, message_id, "*hello*", parse_mode="MarkdownV2")
-    assert err.description == NOT_MODIFIED and is_not_modified(err)
-    assert is_not_modified(
-        raises(api.edit_message_text, USER, message_id, "<b>hello</b>\n", parse_mode="HTML")
-    )
+    assert err.description == NOT_MODIFIED and err.kind == "not_modified"
+    again = raises(api.edit_message_text, USER, message_id, "<b>hello</b>\n", parse_mode="HTML")
+    assert again.kind == "not_modified"
     api.edit_message_text(USER, message_id, "hello")  # same text, no bold: a change
     assert fake.message(USER, message_id).history == ["hello"]
     assert fake.texts(USER) == ["hello"]
 
 
 def test_fake_edit_of_an_unknown_or_deleted_message(fake, api):
-    assert is_message_gone(raises(api.edit_message_text, USER, 77, "x"))
+    assert raises(api.edit_message_text, USER, 77, "x").kind == "message_gone"
     message_id = api.send_message(USER, "x")["message_id"]
     assert api.delete_message(USER, message_id) is True
-    assert is_message_gone(raises(api.edit_message_text, USER, message_id, "y"))
+    assert raises(api.edit_message_text, USER, message_id, "y").kind == "message_gone"
     err = raises(api.delete_message, USER, message_id)
     assert err.description == "Bad Request: message to delete not found"
     assert fake.texts(USER) == []
@@ -561,12 +548,12 @@ def test_fake_draft_expires_after_30_seconds():
 
 
 def test_fake_threads_must_exist(fake, api):
-    assert is_thread_gone(raises(api.send_message, GROUP, "x", message_thread_id=8))
+    assert raises(api.send_message, GROUP, "x", message_thread_id=8).kind == "thread_gone"
     fake.add_topic(GROUP, 8)
     api.send_message(GROUP, "x", message_thread_id=8)
     api.send_chat_action(GROUP, message_thread_id=8)
     fake.remove_topic(GROUP, 8)
-    assert is_thread_gone(raises(api.send_chat_action, GROUP, message_thread_id=8))
+    assert raises(api.send_chat_action, GROUP, message_thread_id=8).kind == "thread_gone"
 
 
 def test_fake_replies_and_missing_reply_targets(fake, api):
@@ -584,7 +571,7 @@ def test_fake_replies_and_missing_reply_targets(fake, api):
 
 def test_fake_blocked_chat(fake, api):
     fake.block_chat(USER)
-    assert is_fatal_for_chat(raises(api.send_chat_action, USER))
+    assert raises(api.send_chat_action, USER).fatal_for_chat
 
 
 # ---------------------------------------------------------------------- fake: flood control
@@ -597,12 +584,12 @@ def test_fake_rate_limits_each_chat_across_all_methods():
         message_id = api.send_message(USER, "a")["message_id"]
         api.send_message_draft(USER, 1, "b")  # burst of 3 used up
         err = raises(api.edit_message_text, USER, message_id, "c")
-        assert is_rate_limited(err) and err.retry_after == 1
+        assert err.rate_limited and err.retry_after == 1
         assert err.description == "Too Many Requests: retry after 1"
         api.send_message(USER + 1, "another chat is not affected")
         clock.advance(1.0)
         api.edit_message_text(USER, message_id, "c")
-        assert is_rate_limited(raises(api.delete_message, USER, message_id))
+        assert raises(api.delete_message, USER, message_id).rate_limited
 
 
 def test_fake_rate_limits_groups_to_20_messages_a_minute():

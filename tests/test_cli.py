@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from hermes_min import __version__
-from hermes_min import client as client_module
 from hermes_min.cli import main
 from tests.sse_server import Hold, Reply, answer, chunk, free_port, sse
 
@@ -31,7 +30,6 @@ class FakeTTY(io.StringIO):
 @pytest.fixture(autouse=True)
 def terminal_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
-    client_module._QUIRKS.clear()
 
 
 def piped(monkeypatch, text):

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from hermes_min import ChatClient, StreamError
-from hermes_min.connection import HttpSession, resolve_verify
+from hermes_min.connection import HttpSession, HttpSettings, resolve_verify
 from hermes_min.redact import redact
 from tests.sse_server import Reply, SSEServer, answer
 from tests.tls import make_ca
@@ -104,7 +104,10 @@ def test_no_proxy_hosts_and_cidr_ranges(monkeypatch, no_proxy, url, proxied):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
     monkeypatch.setenv("NO_PROXY", no_proxy)
-    with HttpSession(proxy=None) as env_session, HttpSession(proxy="http://cfg:1") as cfg_session:
+    with (
+        HttpSession(HttpSettings(proxy=None)) as env_session,
+        HttpSession(HttpSettings(proxy="http://cfg:1")) as cfg_session,
+    ):
         assert bool(env_session.proxies_for(url)) is proxied
         assert bool(cfg_session.proxies_for(url)) is proxied
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from hermes_min import client as client_module
 from hermes_min.cli import main
 from tests.sse_server import Hold, Reply, answer, chunk, sse
 
@@ -30,7 +29,6 @@ def setup(monkeypatch, server):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("HERMES_MODEL", "m")
-    client_module._QUIRKS.clear()
 
 
 def run(capsys, *argv):

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from hermes_min.transports.markdown import render, render_plain
-from hermes_min.transports.parts import interim, split, utf16_len
-from hermes_min.transports.parts import visible as shown
+from hermes_min.telegram.markdown import render, render_plain
+from hermes_min.telegram.parts import interim, split, utf16_len
+from hermes_min.telegram.parts import visible as shown
 
 # ---------------------------------------------------------------- checkers
 # Written from Telegram's formatting rules, independently of the renderer: each returns the

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from hermes_min import client as client_module
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
 from tests.sse_server import Reply, answer
@@ -33,7 +32,6 @@ def bot(fake, server, tmp_path, monkeypatch):
     """Run `hermes telegram poll ...` with a config for the two local servers."""
     monkeypatch.setattr(sys, "stdin", FakeTTY())
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
-    client_module._QUIRKS.clear()
     config = tmp_path / "config.yaml"
 
     def configure(extra: str = "") -> None:
@@ -306,7 +304,9 @@ def test_service_messages_get_no_text_only_reply(bot, fake, server):
 
 
 def test_a_network_setup_problem_is_for_a_human_not_a_retry(bot, fake, capsys):
-    bot.configure("  proxy: socks5://127.0.0.1:9\n")  # SOCKS needs PySocks: never sent
+    # SOCKS needs PySocks: never sent (and a proxy is never used for loopback, so the
+    # bot's address here is not one)
+    bot.configure("  proxy: socks5://127.0.0.1:9\n  api_base: http://api.telegram.invalid\n")
     fake.queue_text(ALICE, "hi")
     assert bot() == 1
     err = capsys.readouterr().err

@@ -9,18 +9,10 @@ import time
 import pytest
 
 from hermes_min import ChatClient, StreamError
-from hermes_min import client as client_module
 from hermes_min.events import Done, Failed, ReasoningDelta, TextDelta, ToolCallStarted
 from tests.sse_server import Hold, Pause, Reply, Reset, answer, chunk, free_port, sse
 
 USER = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(autouse=True)
-def forget_quirks():
-    client_module._QUIRKS.clear()
-    yield
-    client_module._QUIRKS.clear()
 
 
 def make_client(server, **kwargs):
@@ -240,9 +232,8 @@ def test_stream_options_refusal_is_retried_without_them_and_remembered(server):
         framing="length",
     )
     server.reply(refusal, Reply(parts=answer("ok")))
-    with make_client(server) as client:
+    with make_client(server) as client:  # the agent shares one client for a whole run
         assert client.complete(USER).content == "ok"
-    with make_client(server) as client:
         assert client.complete(USER).content == "ok"
     sent = [r["json"] for r in server.requests]
     assert "stream_options" in sent[0]

@@ -10,9 +10,9 @@ import pytest
 from hermes_min.errors import StreamError
 from hermes_min.events import Done, Failed, TextDelta
 from hermes_min.message import Message, ToolCall
-from hermes_min.transports.botapi import BotAPI
-from hermes_min.transports.pacing import Budgets
-from hermes_min.transports.telegram import TelegramStreamer
+from hermes_min.telegram.botapi import BotAPI
+from hermes_min.telegram.pacing import Budgets
+from hermes_min.telegram.streamer import TelegramStreamer
 from tests.fake_botapi import FakeBotAPI
 
 USER, GROUP = 4242, -100777
@@ -344,7 +344,7 @@ def test_a_429_on_the_final_waits_exactly_and_still_delivers(fake, api):
 
 
 def test_a_429_longer_than_the_final_deadline_fails_at_once(fake, api, monkeypatch):
-    from hermes_min.transports import telegram
+    from hermes_min.telegram import streamer as telegram
 
     monkeypatch.setattr(telegram, "MAX_FINAL_WAIT", 2.0)
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 60", retry_after=60)
@@ -419,7 +419,7 @@ class _CutStream:
 
 
 def test_ctrl_c_delivers_the_partial_answer_marked_as_cut(fake, api):
-    from hermes_min.bot import stream_into
+    from hermes_min.telegram.streamer import stream_into
 
     cut = _CutStream()
     out = streamer(api, GROUP)

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from hermes_min import client as client_module
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
 from tests.sse_server import Reply, answer, chunk, sse
@@ -30,7 +29,6 @@ def fake():
 @pytest.fixture
 def env(monkeypatch, tmp_path, fake, server):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
-    client_module._QUIRKS.clear()
     config = tmp_path / "config.yaml"
     config.write_text(
         f"provider:\n  base_url: {server.url}\n  model: m\n  max_retries: 0\n"

@@ -18,7 +18,6 @@ from hermes_min.tools import (
     MAX_CHARS,
     Tool,
     ToolResult,
-    _split_top_level,
     load_tool,
     make_read_file,
     now,
@@ -26,6 +25,7 @@ from hermes_min.tools import (
     tool,
     validate,
 )
+from hermes_min.tools.schema import _split_top_level
 
 # This file uses `from __future__ import annotations`, so every annotation below is a string;
 # on Python 3.9 the `X | None` ones cannot be evaluated and take the fallback parser.

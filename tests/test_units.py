@@ -6,7 +6,7 @@ import pytest
 import responses
 
 from hermes_min import ChatClient, StreamError, TelegramError
-from hermes_min.transports.botapi import BotAPI
+from hermes_min.telegram.botapi import BotAPI
 
 BASE = "http://models.test/v1"
 TOKEN = "123456:AAE_unit-test-token-abcdefghijk"

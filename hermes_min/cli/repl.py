@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
+import sys
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from types import ModuleType
+from typing import Callable, TextIO
 
-from .errors import StreamError, Terminated
-from .transports.terminal import TerminalPrinter
+from .. import assemble
+from ..agent import Agent, Turn
+from ..client import ChatClient
+from ..config import Config
+from ..conversation import Conversation
+from ..errors import StreamError, Terminated
+from ..storage import default_path
+from ..transports.terminal import TerminalPrinter
+from .console import isatty
+from .settings import conversation, load, opened_store
 
 HELP = """\
 /new            start a new conversation
@@ -21,15 +32,42 @@ A line ending in \\ continues on the next line; a pasted block is taken whole.
 Ctrl-C stops an answer; at an empty prompt, press it twice to leave."""
 
 
+def chat(args: argparse.Namespace, config: Config | None = None) -> int:
+    """`hermes chat`: a conversation in the terminal."""
+    config = config or load(args)
+    with assemble.chat_client(config) as model_client, opened_store(config, args) as store:
+        model_client.resolve_model()
+        talk = conversation(store, args, model_client.model)
+        history = Path(config.storage.path or default_path()).with_name("chat_history")
+        # One agent for the session: /model changes client.model, which it shares.
+        agent = assemble.agent(config, model_client, args.tool)
+        repl = Repl(
+            client=model_client,
+            conversation=talk,
+            agent_for=lambda: agent,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            history_file=history,
+            mode=config.terminal.mode,
+            show_reasoning=args.show_reasoning,
+        )
+        try:
+            return repl.run()
+        finally:
+            if agent.fallback is not None:
+                agent.fallback.close()
+
+
 class Repl:
     """Reads prompts, streams answers, and keeps the conversation, until the user leaves."""
 
     def __init__(
         self,
         *,
-        client: Any,
-        conversation: Any,
-        agent_for: Callable[[], Any],
+        client: ChatClient,
+        conversation: Conversation,
+        agent_for: Callable[[], Agent],
         stdin: TextIO,
         stdout: TextIO,
         stderr: TextIO,
@@ -39,11 +77,11 @@ class Repl:
     ) -> None:
         self.client, self.conversation, self.agent_for = client, conversation, agent_for
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.tty = _isatty(stdin) and _isatty(stdout)  # prompts and line editing only then
+        self.tty = isatty(stdin) and isatty(stdout)  # prompts and line editing only then
         self.history_file = history_file
         self.mode, self.show_reasoning = mode, show_reasoning
         self._armed = False  # Ctrl-C was pressed once at an empty prompt
-        self._readline: Any = None
+        self._readline: ModuleType | None = None
 
     def run(self) -> int:
         """The loop; returns the exit code."""
@@ -131,7 +169,7 @@ class Repl:
         if terminated is not None:
             raise terminated
 
-    def _settle(self, turn: Any, printer: Any) -> None:
+    def _settle(self, turn: Turn, printer: TerminalPrinter) -> None:
         """Show how the turn ended and save it; another Ctrl-C meanwhile cannot skip the save."""
         for step in (lambda: turn.join(2.0), printer.close, lambda: self._report(turn)):
             try:
@@ -145,7 +183,7 @@ class Repl:
             except KeyboardInterrupt:
                 continue  # the transaction rolled back: write it again
 
-    def _report(self, turn: Any) -> None:
+    def _report(self, turn: Turn) -> None:
         try:
             turn.result()
         except StreamError as error:
@@ -225,10 +263,3 @@ class Repl:
     def _out(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream) and stream.isatty()
-    except (AttributeError, ValueError):
-        return False

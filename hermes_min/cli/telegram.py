@@ -4,22 +4,22 @@ answers the bot's messages, `whoami` lists who wrote to it."""
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .config import Config
-from .connection import bundled_ca_context, resolve_verify
-from .errors import ConfigError, HermesError, StreamError, UsageError
-from .transports.botapi import BotAPI
-
-if TYPE_CHECKING:  # the streamer loads only when a message is answered (cron runs that
-    # find nothing to do never need it)
-    from .events import Failed
-    from .transports.telegram import Delivery, TelegramStreamer
-
-log = logging.getLogger(__name__)
+from .. import assemble
+from ..agent import Agent
+from ..client import ChatClient
+from ..config import Config
+from ..errors import ConfigError, PollError, StorageError, UsageError, Wakeup
+from ..storage import default_path, open_store
+from ..telegram.botapi import BotAPI
+from ..telegram.poller import Poller, get_me, whoami
+from ..telegram.runlock import EX_TEMPFAIL, lock_path, run_lock
+from ..telegram.signals import Signals
+from .ask import messages, prompt
+from .console import EXIT_ERROR, EXIT_OK, say
+from .settings import load
 
 
 def telegram(args: argparse.Namespace) -> int:
@@ -33,40 +33,30 @@ def telegram(args: argparse.Namespace) -> int:
 
 def _poll(args: argparse.Namespace) -> int:
     """Answer the pending messages; map failures to cron's exit codes (1 by hand, 75 later)."""
-    from .poll import EX_TEMPFAIL, PollError, Signals, Wakeup
-    from .storage import StorageError
-
     with Signals() as signals:
         try:
             return _poll_with(args, signals)
         except (Wakeup, KeyboardInterrupt):
             return 128 + (signals.signum or signal.SIGINT)
         except StorageError as error:
-            busy = "locked" in str(error) or "busy" in str(error)
-            raise PollError(str(error), EX_TEMPFAIL if busy else 1) from None
-        except HermesError as error:
-            if isinstance(error, PollError) or error.exit_code != 2:
-                raise
+            raise PollError(str(error), EX_TEMPFAIL if error.busy else 1) from None
+        except (ConfigError, UsageError) as error:
             raise PollError(str(error), 1) from None  # cron's contract: 1 = fix by hand
 
 
-def _poll_with(args: argparse.Namespace, signals: Any) -> int:
+def _poll_with(args: argparse.Namespace, signals: Signals) -> int:
     """Run the poller under the bot's lock, with the store and a lazily built agent."""
-    from . import assemble
-    from .commands import load
-    from .poll import Poller, bot_id, get_me, run_lock
-    from .storage import default_path
-
     config = load(args)
     state = Path(config.storage.path or default_path())
     with open_bot(config) as api:
-        with run_lock(
-            state.with_name(f"telegram-{bot_id(config.telegram.token)}.lock"), args.wait_lock
-        ):
+        assert config.telegram.token is not None  # open_bot refuses a missing token
+        with run_lock(lock_path(state, config.telegram.token), args.wait_lock):
             bot = get_me(api)
             if args.delete_webhook:
                 api.delete_webhook()
-            with assemble.store(config, required=True) as store, _LazyAgent(config) as agent:
+            store = open_store(config, required=True)
+            assert store is not None  # required: a failure raised
+            with store, _LazyAgent(config) as agent:
                 poller = Poller(config, api, store, agent.get, signals, bot=bot)
                 return poller.run(
                     once=args.once, max_seconds=args.max_seconds, max_updates=args.max_updates
@@ -76,14 +66,13 @@ def _poll_with(args: argparse.Namespace, signals: Any) -> int:
 class _LazyAgent:
     """The model client and agent, built at the first message (a quiet run needs neither)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.client: Any = None
-        self.agent: Any = None
+        self.client: ChatClient | None = None
+        self.agent: Agent | None = None
 
-    def get(self) -> Any:
-        from . import assemble
-
+    def get(self) -> Agent:
+        """The agent, built (and its model resolved) on first use."""
         if self.agent is None:
             streaming = self.config.streaming.enabled
             client = self.client or assemble.chat_client(self.config, streaming)
@@ -104,10 +93,6 @@ class _LazyAgent:
 
 def _whoami(args: argparse.Namespace) -> int:
     """Print who has written to the bot; answers and confirms nothing."""
-    from .cli import EXIT_OK, say
-    from .commands import load
-    from .poll import whoami
-
     with open_bot(load(args)) as api:
         lines = whoami(api)
     for line in lines:
@@ -119,9 +104,7 @@ def _whoami(args: argparse.Namespace) -> int:
 
 def _send(args: argparse.Namespace) -> int:
     """Stream the answer to a prompt into one chat; 0 only when all of it was delivered."""
-    from . import assemble
-    from .cli import EXIT_ERROR, EXIT_OK, say
-    from .commands import client, load, messages, prompt
+    from ..telegram.streamer import stream_into, streamer_for
 
     try:
         chat_id = chat_id_arg(args.chat_id)
@@ -130,7 +113,7 @@ def _send(args: argparse.Namespace) -> int:
     config = load(args)
     request = messages(args.system, prompt(args))
     streaming = config.streaming.enabled
-    with open_bot(config) as api, client(config, streaming) as model_client:
+    with open_bot(config) as api, assemble.chat_client(config, streaming) as model_client:
         model_client.resolve_model()
         agent = assemble.agent(config, model_client, args.tool, streaming)
         streamer = streamer_for(
@@ -157,74 +140,7 @@ def open_bot(config: Config) -> BotAPI:
             "telegram.token",
             config.source,
         )
-    # Not provider.ca_bundle: that may hold only an internal CA, which would make every
-    # call to api.telegram.org fail. The CA environment variables and the system store apply.
-    proxy = config.telegram.proxy
-    proxies = {"http": proxy, "https": proxy} if proxy else None  # else HTTPS_PROXY etc.
-    verify = resolve_verify(None, False)
-    context = bundled_ca_context() if verify is True else None  # no CA file: certifi's
-    return BotAPI(
-        token, config.telegram.api_base, verify=verify, proxies=proxies, ssl_context=context
-    )
-
-
-def streamer_for(
-    api: BotAPI,
-    config: Config,
-    chat_id: int | str,
-    *,
-    thread_id: int | None = None,
-    reply_to: int | None = None,
-    budgets: Any = None,
-    announce_failures: bool = True,
-) -> TelegramStreamer:
-    """A streamer into one chat, set up from the streaming settings."""
-    from .transports.telegram import TelegramStreamer
-
-    s = config.streaming
-    return TelegramStreamer(
-        api,
-        chat_id,
-        thread_id=thread_id,
-        reply_to=reply_to,
-        enabled=s.enabled,
-        transport=s.transport,
-        edit_interval=s.edit_interval,
-        buffer_threshold=s.buffer_threshold,
-        cursor=s.cursor,
-        parse_mode=config.telegram.parse_mode,
-        tool_progress=config.telegram.tool_progress,
-        announce_failures=announce_failures,
-        budgets=budgets,
-    )
-
-
-def stream_into(stream: Any, streamer: TelegramStreamer) -> Delivery:
-    """Feed a model stream (or agent turn) to a streamer; on Ctrl-C/SIGTERM the partial
-    answer is delivered, marked as cut, and the signal re-raised."""
-    try:
-        for event in stream:
-            streamer.handle(event)
-            if streamer.stopped:  # the chat is gone: stop paying for the answer
-                stream.interrupt()
-                break
-    except KeyboardInterrupt:
-        stream.interrupt()
-        streamer.handle(_ending(stream))
-        streamer.close()
-        raise
-    return streamer.close()
-
-
-def _ending(stream: Any) -> Failed:
-    """The interrupted stream's last event, with what had arrived."""
-    from .events import Failed
-
-    try:
-        stream.result()
-    except StreamError as error:
-        return Failed(error)
-    return Failed(StreamError("interrupted", "interrupted"))
+    return BotAPI(token, config.telegram.api_base, proxy=config.telegram.proxy)
 
 
 def chat_id_arg(value: str) -> int | str:

@@ -1,84 +1,31 @@
-"""The `hermes` command: main(argv) -> exit code. The only place logging is configured."""
+"""The command line's grammar: one argparse parser per command, errors as UsageError."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import logging
-import os
-import signal
-import sys
-from typing import Any
 
-from . import __version__
-from .errors import HermesError, Terminated, UsageError
+from .. import __version__
+from ..errors import UsageError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
-_SUBCOMMANDS = ("models", "replay", "telegram", "chat", "history")
+SUBCOMMANDS = ("models", "replay", "telegram", "chat", "history")
 
 
-class _ArgumentParser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports bad usage as a UsageError (one line, exit 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} -h)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; return its exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    previous = _on_sigterm()
-    try:
-        return _dispatch(argv)
-    except HermesError as error:
-        say(str(error))
-        return error.exit_code
-    except BrokenPipeError:
-        return quiet_pipe()
-    except Terminated:
-        return EXIT_SIGTERM
-    except KeyboardInterrupt:
-        return EXIT_SIGINT
-    finally:
-        _restore(previous)
-
-
-def _dispatch(argv: list[str]) -> int:
-    """Parse the arguments and run the command they name."""
-    if argv and argv[0] in _SUBCOMMANDS:
-        command, rest = argv[0], argv[1:]
-    else:
-        command, rest = "ask", argv
-    parser = _parser(command)
-    args = parser.parse_args(rest)
-    _setup_logging(getattr(args, "verbose", False))
-    # Imported here, not at the top: `hermes --version` and -h must not load requests or yaml.
-    if command == "telegram":
-        from . import bot
-
-        return bot.telegram(args)
-    from . import commands
-
+def parser_for(command: str) -> ArgumentParser:
+    """The parser of one command ("ask" for a plain prompt)."""
     if command == "models":
-        return commands.models(args)
-    if command == "replay":
-        return commands.replay(args)
-    if command == "chat":
-        return commands.chat(args, commands.load(args))
-    if command == "history":
-        return commands.history(args)
-    return commands.ask(args)
-
-
-def _parser(command: str) -> _ArgumentParser:
-    if command == "models":
-        parser = _ArgumentParser(prog="hermes models", description="List the endpoint's models.")
+        parser = ArgumentParser(prog="hermes models", description="List the endpoint's models.")
         _connection_flags(parser)
         parser.add_argument("--json", action="store_true", help="print the whole list as JSON")
         return parser
     if command == "replay":
-        parser = _ArgumentParser(
+        parser = ArgumentParser(
             prog="hermes replay", description="Print a recorded response body as a live run would."
         )
         parser.add_argument("file", help="a body written by --record (SSE or JSON)")
@@ -94,16 +41,16 @@ def _parser(command: str) -> _ArgumentParser:
     return _ask_parser()
 
 
-def _chat_parser() -> _ArgumentParser:
-    parser = _ArgumentParser(prog="hermes chat", description="Talk with the model in the terminal.")
+def _chat_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hermes chat", description="Talk with the model in the terminal.")
     _conversation_flags(parser)
     _connection_flags(parser)
     parser.add_argument("--show-reasoning", action="store_true", help="reasoning, dim, on stderr")
     return parser
 
 
-def _history_parser() -> _ArgumentParser:
-    parser = _ArgumentParser(prog="hermes history", description="Show stored conversations.")
+def _history_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hermes history", description="Show stored conversations.")
     parser.add_argument("id", nargs="?", help="a conversation id (or a unique prefix)")
     parser.add_argument("-n", type=int, default=20, help="how many to list (default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -131,8 +78,8 @@ def _conversation_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _telegram_parser() -> _ArgumentParser:
-    parser = _ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
+def _telegram_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
     commands = parser.add_subparsers(dest="action", metavar="send|poll|whoami", required=True)
     send = commands.add_parser(
         "send",
@@ -165,7 +112,7 @@ def _telegram_parser() -> _ArgumentParser:
     return parser
 
 
-def _poll_parser(commands: Any, parent: argparse.ArgumentParser) -> None:
+def _poll_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     poll = commands.add_parser(
         "poll",
         help="answer the messages sent to the bot",
@@ -193,8 +140,8 @@ def _poll_parser(commands: Any, parent: argparse.ArgumentParser) -> None:
     poll.add_argument("-v", "--verbose", action="store_true", help="one line per update handled")
 
 
-def _ask_parser() -> _ArgumentParser:
-    parser = _ArgumentParser(
+def _ask_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="hermes",
         description="Stream an answer from an OpenAI-compatible endpoint. Piped stdin comes "
         "first, then a blank line, then the prompt.",
@@ -215,7 +162,7 @@ def _ask_parser() -> _ArgumentParser:
 def _version_text() -> str:
     """`hermes X`, plus the bundled dependencies' versions in a single-file build."""
     try:
-        from ._bundled import VERSIONS  # written only by the hermes.pyz build
+        from .._bundled import VERSIONS  # written only by the hermes.pyz build
     except ImportError:
         return f"hermes {__version__}"
     deps = ", ".join(f"{name} {version}" for name, version in VERSIONS.items())
@@ -235,63 +182,3 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print only the final message as JSON")
     out.add_argument("--events", action="store_true", help="print every event as a JSON line")
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="hermes: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.captureWarnings(True)
-    import warnings
-
-    # One loud warning from us about provider.insecure, not one from urllib3 per request.
-    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-
-
-def isatty(stream: Any) -> bool:
-    """Whether the stream is a terminal (False when it is missing or closed)."""
-    try:
-        return bool(stream) and stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def print_json(value: Any) -> None:
-    """The value as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
-
-
-def say(message: str) -> None:
-    """One line on stderr, prefixed `hermes:`."""
-    first = " ".join(str(message).split()) or "error"
-    sys.stderr.write(f"hermes: {first}\n")
-    sys.stderr.flush()
-
-
-def quiet_pipe() -> int:
-    """Send further output to /dev/null; the exit code for a reader that went away."""
-    # The reader went away (`hermes ... | head -1`): no traceback, no noise at exit.
-    # https://docs.python.org/3/library/signal.html#note-on-sigpipe
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_OK
-
-
-def _on_sigterm() -> Any:
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None  # not the main thread (a library caller): leave signals alone
-
-
-def _restore(previous: Any) -> None:
-    if previous is not None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, previous)

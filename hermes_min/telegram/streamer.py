@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import TelegramError
-from ..events import Done, Failed, SegmentBreak, TextDelta, ToolProgress
-from . import botapi
+from ..config import Config
+from ..errors import StreamError, TelegramError
+from ..events import Answer, Done, Failed, SegmentBreak, TextDelta, ToolProgress
+from .botapi import BotAPI
 from .markdown import render, render_plain
 from .pacing import Budgets
 from .parts import interim, split, visible
@@ -74,7 +75,7 @@ class TelegramStreamer:
 
     def __init__(
         self,
-        api: botapi.BotAPI,
+        api: BotAPI,
         chat_id: int | str,
         *,
         thread_id: int | None = None,
@@ -179,7 +180,9 @@ class TelegramStreamer:
             self.delivery.error = error
         except Exception as exc:  # noqa: BLE001 - the caller must always get a Delivery
             log.debug("telegram streamer failed", exc_info=True)
-            self.delivery.error = TelegramError("stream", f"unexpected {type(exc).__name__}")
+            self.delivery.error = TelegramError(
+                "stream", f"unexpected {type(exc).__name__}", kind="internal"
+            )
 
     def _preview_loop(self) -> object:
         while True:
@@ -310,11 +313,11 @@ class TelegramStreamer:
             return self._interim_failed(error)
 
     def _interim_failed(self, error: TelegramError) -> bool:
-        if botapi.is_not_modified(error):
+        if error.kind == "not_modified":
             return True
-        if botapi.is_rate_limited(error):
+        if error.rate_limited:
             self._budget.pause(error.retry_after or 1.0)  # never a reason to leave drafts
-        elif botapi.is_fatal_for_chat(error):
+        elif error.fatal_for_chat:
             raise _Stop(error)
         elif error.uncertain and error.method == "sendMessage":
             # The preview may exist without our knowing its id: more previews could only
@@ -335,12 +338,12 @@ class TelegramStreamer:
             self._chat = error.migrate_to_chat_id
             self._budget = self._budgets.for_chat(self._chat)
             return True
-        if botapi.is_thread_gone(error) and self._thread is not None and not self._thread_dropped:
+        if error.kind == "thread_gone" and self._thread is not None and not self._thread_dropped:
             self._thread_dropped = True
             self._note(f"topic {self._thread} is gone; sent to the chat itself")
             self._thread = None
             return True
-        if botapi.is_message_gone(error) and self._preview_id is not None:
+        if error.kind == "message_gone" and self._preview_id is not None:
             self._preview_id = None  # "message to edit not found": continue in a new message
             return True
         return False
@@ -389,7 +392,7 @@ class TelegramStreamer:
             try:
                 return self._record(self._final_call(index, formatted, self._parse_mode))
             except TelegramError as error:
-                if not botapi.is_parse_error(error):
+                if not error.kind == "parse":
                     raise
                 self._plain_only = True  # once: the rest of the answer goes out plain too
                 self._note(
@@ -424,7 +427,7 @@ class TelegramStreamer:
             try:
                 self._api.edit_message_text(self._chat, self._preview_id, text, parse_mode=mode)
             except TelegramError as error:
-                if not botapi.is_not_modified(error):
+                if not error.kind == "not_modified":
                     raise
             return self._preview_id
         if index > 0:
@@ -441,16 +444,16 @@ class TelegramStreamer:
         return sent.get("message_id") if isinstance(sent, dict) else None
 
     def _final_retryable(self, error: TelegramError, index: int, attempt: int) -> bool:
-        if botapi.is_fatal_for_chat(error) or botapi.is_parse_error(error):
+        if error.fatal_for_chat or error.kind == "parse":
             return False
         if error.uncertain and error.method == "sendMessage":
             return False  # Telegram may have posted it: sending again could show it twice
-        if botapi.is_rate_limited(error):
+        if error.rate_limited:
             self._budget.pause(error.retry_after or 1.0)  # the final waits; it is never dropped
             return True
         if self._recover(error):
             return True
-        if botapi.is_transient(error):
+        if error.transient:
             backoff = min(self.RETRY_BACKOFF * 2.0**attempt, 16.0)
             self._budget.pause(backoff * random.uniform(0.8, 1.2))
             return True
@@ -464,12 +467,69 @@ class TelegramStreamer:
             raise TelegramError(
                 "sendMessage",
                 f"Telegram asked to wait {wait:.0f} s more; gave up after {MAX_FINAL_WAIT:.0f} s",
+                kind="rate_limited",
+                retry_after=wait,
             )
         while True:
             wait = self._budget.ready_at() - self._clock()
             if wait <= 0:
                 return
             time.sleep(min(wait, 1.0))
+
+
+def streamer_for(
+    api: BotAPI,
+    config: Config,
+    chat_id: int | str,
+    *,
+    thread_id: int | None = None,
+    reply_to: int | None = None,
+    budgets: Budgets | None = None,
+    announce_failures: bool = True,
+) -> TelegramStreamer:
+    """A streamer into one chat, set up from the streaming and telegram settings."""
+    s = config.streaming
+    return TelegramStreamer(
+        api,
+        chat_id,
+        thread_id=thread_id,
+        reply_to=reply_to,
+        enabled=s.enabled,
+        transport=s.transport,
+        edit_interval=s.edit_interval,
+        buffer_threshold=s.buffer_threshold,
+        cursor=s.cursor,
+        parse_mode=config.telegram.parse_mode,
+        tool_progress=config.telegram.tool_progress,
+        announce_failures=announce_failures,
+        budgets=budgets,
+    )
+
+
+def stream_into(answer: Answer, streamer: TelegramStreamer) -> Delivery:
+    """Feed a model stream (or agent turn) to a streamer; on Ctrl-C/SIGTERM the partial
+    answer is delivered, marked as cut, and the signal re-raised."""
+    try:
+        for event in answer:
+            streamer.handle(event)
+            if streamer.stopped:  # the chat is gone: stop paying for the answer
+                answer.interrupt()
+                break
+    except KeyboardInterrupt:
+        answer.interrupt()
+        streamer.handle(_ending(answer))
+        streamer.close()
+        raise
+    return streamer.close()
+
+
+def _ending(answer: Answer) -> Failed:
+    """The interrupted answer's last event, with what had arrived."""
+    try:
+        answer.result()
+    except StreamError as error:
+        return Failed(error)
+    return Failed(StreamError("interrupted", "interrupted"))
 
 
 def _final_text(end: object, streamed: str) -> tuple[str, bool]:

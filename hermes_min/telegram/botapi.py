@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
-from ..errors import ConfigError, TelegramError
+from ..connection import HttpSession, HttpSettings
+from ..errors import ConfigError, NetworkError, TelegramError
 from ..redact import redact
 
 log = logging.getLogger(__name__)
 
-# Telegram's descriptions, matched case-insensitively as substrings (Bot API server strings).
+# Telegram's descriptions, matched case-insensitively as substrings. The Bot API gives no
+# error type beyond error_code, so where the code alone does not decide, the text does.
 NOT_MODIFIED = "message is not modified"
 CHAT_NOT_FOUND = "chat not found"
 BOT_BLOCKED = "bot was blocked by the user"
@@ -22,36 +23,59 @@ USER_DEACTIVATED = "user is deactivated"
 MESSAGE_GONE = "message to edit not found"
 THREAD_GONE = "message thread not found"
 PARSE_ERROR = "can't parse entities"
-_FATAL_FOR_CHAT = (CHAT_NOT_FOUND, BOT_BLOCKED, USER_DEACTIVATED)
+_KIND_BY_TEXT = (
+    (NOT_MODIFIED, "not_modified"),
+    (PARSE_ERROR, "parse"),
+    (MESSAGE_GONE, "message_gone"),
+    (THREAD_GONE, "thread_gone"),
+    (CHAT_NOT_FOUND, "chat_gone"),
+    (BOT_BLOCKED, "chat_gone"),
+    (USER_DEACTIVATED, "chat_gone"),
+)
+_KIND_BY_CODE = {401: "unauthorized", 403: "chat_gone", 429: "rate_limited"}
 _RETRY_AFTER = re.compile(r"retry after (\d+)", re.IGNORECASE)
 # "The HTTP read timeout must exceed the long-poll timeout" (getUpdates); this is the margin.
 _POLL_MARGIN = 10.0
+REPLY_LIMIT = 16 * 1024 * 1024  # a full getUpdates is a few MB at most; past this it is not one
 
 
 class _RedactTokens(logging.Filter):
     """Rewrites urllib3's request lines, which print the URL path `/bot<token>/<method>`."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: tuple[str, ...]) -> None:
         super().__init__()
-        self.tokens: set[str] = set()
+        self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact any live token from the formatted record; never drops a record."""
-        if self.tokens:
-            message = record.getMessage()
-            clean = redact(message, self.tokens)
-            if clean != message:
-                record.msg, record.args = clean, None
+        """Redact the token from the formatted record; never drops a record."""
+        message = record.getMessage()
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
         return True
 
 
-# urllib3 logs every request path at DEBUG; without this a debug log would contain the token.
-_URLLIB3_FILTER = _RedactTokens()
-logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)
+def telegram_settings(
+    proxy: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 30.0
+) -> HttpSettings:
+    """The Bot API's HTTP settings: the CA environment variables and the system store.
+
+    Not provider.ca_bundle: that may hold only an internal CA, which would make every call to
+    api.telegram.org fail.
+    """
+    return HttpSettings(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        proxy=proxy,
+        ca_hint="set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to a CA file that has Telegram's",
+        proxy_hint="check telegram.proxy / HTTPS_PROXY / NO_PROXY",
+        connect_hint="the network or telegram.proxy",
+        read_hint="Telegram is slow or unreachable",
+    )
 
 
 class BotAPI:
-    """A Bot API client over one requests.Session; every call goes through `_call`."""
+    """A Bot API client over one HttpSession; every call goes through `_call`."""
 
     def __init__(
         self,
@@ -60,26 +84,23 @@ class BotAPI:
         *,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
-        session: requests.Session | None = None,
-        verify: bool | str = True,
-        proxies: dict | None = None,
-        ssl_context: Any = None,
+        proxy: str | None = None,
+        http: HttpSession | None = None,
     ) -> None:
         if not token or not token.strip():
             raise ConfigError("the Telegram bot token is empty")
         self._token = token.strip()
         self._secrets = (self._token, quote(self._token, safe=""))
         self._api_base = api_base.rstrip("/")
-        self._timeouts = (connect_timeout, read_timeout)
-        self._own_session = session is None  # a session the caller passed in stays theirs
-        self._session: requests.Session | None = session or requests.Session()
-        if ssl_context is not None and self._own_session:
-            from ..connection import mount_trust
-
-            mount_trust(self._session, ssl_context)  # CAs held in memory (hermes.pyz)
-        self._verify = verify
-        self._proxies = proxies
-        _URLLIB3_FILTER.tokens.add(self._token)
+        self._own_http = http is None  # a session the caller passed in stays theirs
+        self._http: HttpSession | None = http or HttpSession(
+            telegram_settings(proxy, connect_timeout, read_timeout)
+        )
+        self._timeouts = self._http.timeout
+        # urllib3 logs every request path at DEBUG; without this a debug log would hold the
+        # token. The filter is this client's own, removed again by close().
+        self._log_filter = _RedactTokens(self._secrets)
+        logging.getLogger("urllib3.connectionpool").addFilter(self._log_filter)
 
     def __repr__(self) -> str:
         return f"BotAPI(api_base={self._api_base!r})"
@@ -90,73 +111,88 @@ class BotAPI:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The token, as written and URL-encoded: what to redact from any text."""
+        return self._secrets
+
     def close(self) -> None:
         """Release the HTTP session (if we created it); safe to call twice."""
-        if self._session is None:
+        if self._http is None:
             return
-        if self._own_session:
-            self._session.close()
-        self._session = None
-        _URLLIB3_FILTER.tokens.discard(self._token)
+        if self._own_http:
+            self._http.close()
+        self._http = None
+        logging.getLogger("urllib3.connectionpool").removeFilter(self._log_filter)
 
     # ------------------------------------------------------------------ the funnel
 
     def _call(self, method: str, payload: dict, *, read_timeout: float | None = None) -> Any:
         """POST `payload` as JSON to `method`; return `result` or raise TelegramError."""
-        if self._session is None:
+        if self._http is None:
             raise RuntimeError("BotAPI is closed")
         timeout = (self._timeouts[0], read_timeout or self._timeouts[1])
         log.debug("-> %s chat_id=%s keys=%s", method, payload.get("chat_id"), sorted(payload))
         try:
-            response = self._session.post(
+            response = self._http.request(
+                "POST",
                 f"{self._api_base}/bot{self._token}/{method}",
-                json=payload,
                 timeout=timeout,
-                verify=self._verify,
-                proxies=self._proxies,
+                data=json.dumps(payload, ensure_ascii=False).encode(),
+                headers={"Content-Type": "application/json"},
             )
-        except requests.RequestException as exc:
-            error = TelegramError(method, self._network_reason(exc), uncertain=_maybe_sent(exc))
+            body, cut = self._http.read_body(response, REPLY_LIMIT)
+        except NetworkError as exc:
+            error = self._network_error(method, exc)
         else:
-            return self._result(method, response)
+            return self._result(method, response.status_code, response.headers, body, cut)
         # Raised outside the except block so the exception has neither __cause__ nor
-        # __context__: requests' exception text contains the URL, and the URL the token.
+        # __context__: a library's exception text may contain the URL, and the URL the token.
         log.debug("<- %s failed: %s", method, error.description)
         raise error
 
-    def _network_reason(self, exc: requests.RequestException) -> str:
-        """A one-line, token-free description of a failure that produced no HTTP response."""
-        kind = "timed out" if isinstance(exc, requests.Timeout) else "network error"
-        inner = exc.args[0] if exc.args else exc
-        reason = getattr(inner, "reason", inner)  # urllib3's MaxRetryError wraps the real cause
-        return redact(f"{kind} ({type(exc).__name__}): {reason}", self._secrets)[:300]
+    def _network_error(self, method: str, exc: NetworkError) -> TelegramError:
+        """A failure that produced no HTTP response, in a few token-free words."""
+        if exc.kind == "timeout":
+            description = f"timed out: {exc.detail}"
+        else:
+            description = f"network error ({exc.kind}): {exc.detail}"
+        return TelegramError(
+            method,
+            redact(description, self._secrets)[:300],
+            kind="setup" if exc.setup else "network",
+            uncertain=exc.reached,
+        )
 
-    def _result(self, method: str, response: requests.Response) -> Any:
+    def _result(self, method: str, status: int, headers: Any, body: bytes, cut: bool) -> Any:
         """Unpack a Bot API reply: `ok` true gives `result`, anything else a TelegramError."""
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
-            raise self._not_api_reply(method, response)
-        if body["ok"]:
+            reply = None if cut else json.loads(body.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):  # RecursionError: JSON nested beyond reason
+            reply = None
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            raise self._not_api_reply(method, status, headers, body)
+        if reply["ok"]:
             log.debug("<- %s ok", method)
-            return body.get("result")
-        error = _api_error(method, body, response.status_code)
+            return reply.get("result")
+        error = api_error(method, reply, status, self._secrets)
         log.debug("<- %s error %s: %s", method, error.error_code, error.description)
         raise error
 
-    def _not_api_reply(self, method: str, response: requests.Response) -> TelegramError:
+    def _not_api_reply(self, method: str, status: int, headers: Any, body: bytes) -> TelegramError:
         """A reply that is not Bot API JSON, e.g. a proxy's HTML error page."""
-        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-        snippet = " ".join(response.text[:200].split())
+        kind = (headers.get("Content-Type") or "no content type").split(";")[0]
+        snippet = " ".join(body[:200].decode("utf-8", "replace").split())
         log.debug("<- %s non-JSON reply: %s", method, redact(snippet, self._secrets))
         description = (
-            f"a non-JSON reply ({kind}, {response.reason or 'no reason'}): "
+            f"a non-JSON reply ({kind}, HTTP {status}): "
             "something other than the Bot API answered (a proxy or gateway?)"
         )
         return TelegramError(
-            method, redact(description, self._secrets), error_code=response.status_code
+            method,
+            redact(description, self._secrets),
+            kind="server" if status >= 500 else "not_api",
+            error_code=status,
         )
 
     # ------------------------------------------------------------------ methods
@@ -261,97 +297,55 @@ class BotAPI:
         return self._call("deleteWebhook", {})
 
 
-def _maybe_sent(exc: requests.RequestException) -> bool:
-    """Whether the request may have reached Telegram before the failure."""
-    never_left = (
-        requests.ConnectTimeout,
-        requests.exceptions.SSLError,
-        requests.exceptions.ProxyError,
-        requests.exceptions.InvalidSchema,
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-    )
-    if isinstance(exc, never_left):
-        return False
-    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
-        # urllib3 names failures before a byte was sent: no connection, no DNS, no proxy.
-        text = str(exc)
-        return not any(
-            w in text
-            for w in (
-                "NewConnectionError",
-                "NameResolution",
-                "Connection refused",
-                "ProxyError",
-                "SSLError",
-            )
-        )
-    return True
-
-
 def _payload(**fields: Any) -> dict:
     """The fields that are set (not None), under the Bot API's own names."""
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def _api_error(method: str, body: dict, status: int) -> TelegramError:
-    """The TelegramError an `ok: false` body describes."""
-    description = str(body.get("description") or f"HTTP {status}")
-    parameters = body.get("parameters") or {}
+def api_error(method: str, body: dict, status: int, secrets: tuple[str, ...] = ()) -> TelegramError:
+    """The TelegramError an `ok: false` body describes, its kind decided here, once.
+
+    The description is redacted: a gateway or self-hosted Bot API server may echo the
+    URL, and the URL holds the token.
+    """
+    description = redact(str(body.get("description") or f"HTTP {status}"), secrets)[:500]
+    parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    code = body.get("error_code") if _is_int(body.get("error_code")) else status
     retry_after = parameters.get("retry_after")
-    if retry_after is None:
+    if not _is_number(retry_after):
         match = _RETRY_AFTER.search(description)
         retry_after = int(match.group(1)) if match else None
+    migrate = parameters.get("migrate_to_chat_id")
     return TelegramError(
         method,
         description,
-        error_code=body.get("error_code") or status,
+        kind=_kind(code, description),
+        error_code=code,
         retry_after=retry_after,
-        migrate_to_chat_id=parameters.get("migrate_to_chat_id"),
+        migrate_to_chat_id=migrate if _is_int(migrate) else None,
     )
 
 
-# ---------------------------------------------------------------------- classification
+def _kind(code: int, description: str) -> str:
+    """What an error_code and description mean (see TelegramError for the kinds)."""
+    text = description.lower()
+    if code == 409:
+        # "Conflict: can't use getUpdates method while webhook is active": the same code
+        # as a second poller, told apart only by the words.
+        return "webhook" if "webhook" in text else "conflict"
+    if code == 404:
+        return "unauthorized"  # Telegram answers a malformed token with 404, as PTB notes
+    if code >= 500:
+        return "server"
+    for phrase, kind in _KIND_BY_TEXT:
+        if phrase in text:
+            return kind
+    return _KIND_BY_CODE.get(code, "bad_request")
 
 
-def _says(err: TelegramError, phrase: str) -> bool:
-    """Whether Telegram's description contains `phrase` (case-insensitive)."""
-    return phrase in (err.description or "").lower()
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_not_modified(err: TelegramError) -> bool:
-    """The edit changed nothing; callers treat it as success."""
-    return _says(err, NOT_MODIFIED)
-
-
-def is_rate_limited(err: TelegramError) -> bool:
-    """Flood control: wait `err.retry_after` seconds before calling this chat again."""
-    return err.error_code == 429
-
-
-def is_fatal_for_chat(err: TelegramError) -> bool:
-    """Nothing more can be sent to this chat (blocked, kicked, deleted, unknown)."""
-    # 401: the token is wrong, so nothing can be sent anywhere.
-    if err.error_code in (401, 403):
-        return True
-    return any(_says(err, phrase) for phrase in _FATAL_FOR_CHAT)
-
-
-def is_message_gone(err: TelegramError) -> bool:
-    """The message being edited no longer exists."""
-    return _says(err, MESSAGE_GONE)
-
-
-def is_thread_gone(err: TelegramError) -> bool:
-    """The forum topic (`message_thread_id`) no longer exists."""
-    return _says(err, THREAD_GONE)
-
-
-def is_parse_error(err: TelegramError) -> bool:
-    """The MarkdownV2/HTML markup was rejected."""
-    return _says(err, PARSE_ERROR)
-
-
-def is_transient(err: TelegramError) -> bool:
-    """A network failure or a server-side (5xx) error: the same call may succeed later."""
-    return err.error_code is None or err.error_code >= 500
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0

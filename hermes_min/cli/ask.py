@@ -1,0 +1,203 @@
+"""`hermes PROMPT`, `hermes models` and `hermes replay FILE`: one answer to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import IO, Union
+
+from .. import assemble
+from ..agent import Turn
+from ..errors import StreamError, Terminated, UsageError
+from ..events import Answer
+from ..stream import Stream
+from ..transports.jsonl import EventWriter
+from ..transports.terminal import TerminalPrinter
+from .console import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    isatty,
+    print_json,
+    quiet_pipe,
+    say,
+)
+from .repl import chat
+from .settings import conversation, load, opened_store
+
+_Running = Union[Stream, Turn]
+
+
+def ask(args: argparse.Namespace) -> int:
+    """`hermes PROMPT`: one answer, streamed to the terminal (a conversation when bare)."""
+    config = load(args)
+    if not args.prompt and isatty(sys.stdin) and isatty(sys.stdout):
+        if not (args.json or args.events or args.record):
+            return chat(args, config)  # `hermes` alone on a terminal: a conversation
+    text = prompt(args)
+    streaming = config.streaming.enabled and not args.no_stream
+    with assemble.chat_client(config, streaming) as model_client, _opened(args.record) as record:
+        model_client.resolve_model()
+        agent = assemble.agent(config, model_client, args.tool, streaming)
+        agent.record = record
+        with opened_store(config, args) as store:
+            talk = conversation(store, args, model_client.model)
+            turn = talk.ask(agent, text)
+            code = _show(turn, args, config.terminal.mode)
+            talk.save(turn)
+            return code
+
+
+def replay(args: argparse.Namespace) -> int:
+    """`hermes replay FILE`: print a recorded response body as a live run would."""
+    config = load(args)
+    try:
+        source = open(args.file, "rb")  # noqa: SIM115 - closed by the with block below
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    with source:
+        stream = Stream(lambda slot, cancel: _FileResponse(source))
+        return _show(stream, args, config.terminal.mode)
+
+
+def models(args: argparse.Namespace) -> int:
+    """`hermes models`: the endpoint's model ids (or the whole list as JSON)."""
+    with assemble.chat_client(load(args)) as model_client:
+        listed = model_client.models()
+    if args.json:
+        print_json(listed)
+    else:
+        for model in listed:
+            print(model.get("id", ""))
+    return EXIT_OK
+
+
+def prompt(args: argparse.Namespace) -> str:
+    """Piped stdin, a blank line, then the prompt words; UsageError when both are empty."""
+    words = " ".join(args.prompt).strip()
+    piped = "" if args.no_stdin or isatty(sys.stdin) else _read_stdin()
+    if piped.strip() and words:
+        return f"{piped.rstrip()}\n\n{words}"
+    text = piped.strip() and piped or words
+    if not text.strip():
+        raise UsageError("the prompt is empty: give it as an argument or pipe it on stdin")
+    return text
+
+
+def messages(system: str | None, prompt: str) -> list[dict]:
+    """The request's messages: the system prompt, if any, then the user's."""
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": prompt}]
+
+
+class _FileResponse:
+    """A recorded body read back as if from the socket."""
+
+    status = 200
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        head = source.peek(64)[:64] if hasattr(source, "peek") else b""
+        json_body = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+        self.content_type = "application/json" if json_body else "text/event-stream"
+
+    def reads(self) -> Iterator[bytes]:
+        while True:
+            data = self._source.read(64 * 1024)
+            if not data:
+                return
+            yield data
+
+    def close(self) -> None:
+        """The file is closed by whoever opened it."""
+
+
+def _show(stream: _Running, args: argparse.Namespace, mode: str) -> int:
+    """Run a stream into the chosen output; return the exit code."""
+    output = _output(args, mode)
+    with stream:
+        try:
+            for event in stream:
+                output.handle(event)
+        except KeyboardInterrupt as signal_:
+            stream.interrupt()
+            stream.join(2.0)
+            output.close()
+            _final_json(args, stream, interrupted=True)
+            return EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
+        except BrokenPipeError:
+            stream.interrupt()
+            return quiet_pipe()
+    output.close()
+    return _finish(stream, args)
+
+
+def _output(args: argparse.Namespace, mode: str) -> EventWriter | TerminalPrinter | _Silent:
+    """Where the events go: JSON lines (--events), nowhere (--json) or the terminal."""
+    if args.events:
+        return EventWriter(sys.stdout)
+    if args.json:
+        return _Silent()
+    return TerminalPrinter(sys.stdout, sys.stderr, mode=mode, show_reasoning=args.show_reasoning)
+
+
+class _Silent:
+    """--json prints nothing until the end."""
+
+    def handle(self, event: object) -> None:
+        """Ignore the event."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+def _finish(stream: Answer, args: argparse.Namespace) -> int:
+    """The exit code of a finished stream, after printing --json's message or the error."""
+    try:
+        message = stream.result()
+    except StreamError as error:
+        _final_json(args, stream)
+        if not args.json:
+            say(str(error))
+        return EXIT_ERROR
+    if args.json:
+        print_json(message.to_dict())
+    return EXIT_OK
+
+
+def _final_json(args: argparse.Namespace, stream: Answer, interrupted: bool = False) -> None:
+    """With --json, print what arrived plus the error, as one object."""
+    if not args.json:
+        return
+    try:
+        stream.result()
+        return
+    except StreamError as error:
+        partial = error.partial.to_dict() if error.partial is not None else {}
+        kind = "interrupted" if interrupted else error.kind
+        print_json({**partial, "error": {**error.to_dict(), "kind": kind}})
+
+
+def _read_stdin() -> str:
+    """All of stdin as text (undecodable bytes replaced)."""
+    if sys.stdin is None:
+        return ""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+@contextlib.contextmanager
+def _opened(path: str | None) -> Iterator[IO[bytes] | None]:
+    """The --record file, opened for writing (None without --record)."""
+    if not path:
+        yield None
+        return
+    try:
+        handle = open(path, "wb")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    with handle:
+        yield handle
