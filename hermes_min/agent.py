@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .errors import StreamError
 from .events import (
@@ -22,6 +22,10 @@ from .message import Message, ToolCall
 from .think import ThinkSplitter, split_lone_closer
 from .tools import Tool, ToolResult, run_tool
 
+if TYPE_CHECKING:
+    from .client import ChatClient
+    from .stream import Stream
+
 log = logging.getLogger(__name__)
 _SHOWN = (TextDelta, ReasoningDelta, ToolCallStarted)
 
@@ -31,13 +35,13 @@ class Agent:
 
     def __init__(
         self,
-        client: Any,
+        client: ChatClient,
         *,
         tools: Sequence[Tool] = (),
         max_turns: int = 8,
         tool_timeout: float = 60.0,
         strip_think_tags: bool = True,
-        fallback: Any = None,
+        fallback: ChatClient | None = None,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
         record: IO[bytes] | None = None,
@@ -67,7 +71,7 @@ class Turn:
         self.model: str | None = None
         self._history = messages
         self._cancel = threading.Event()
-        self._stream: Any = None
+        self._stream: Stream | None = None
         self._final: Done | Failed | None = None
         self._shown_text: list[str] = []  # this response's visible text, for a partial
         self._open = False  # a response is streaming: its text is not in new_messages yet
@@ -173,10 +177,10 @@ class Turn:
         yield Failed(error)
         return None
 
-    def _clients(self) -> list:
+    def _clients(self) -> list[ChatClient]:
         return [self.agent.client] + ([self.agent.fallback] if self.agent.fallback else [])
 
-    def _stream_from(self, client: Any) -> Iterator:
+    def _stream_from(self, client: ChatClient) -> Iterator:
         """The Message; the StreamError if nothing was shown yet; None after yielding Failed."""
         splitter = ThinkSplitter() if self.agent.strip_think_tags else None
         thought: list[str] = []

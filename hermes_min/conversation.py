@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .agent import Agent, Turn
+    from .storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -13,7 +17,7 @@ class Conversation:
 
     def __init__(
         self,
-        store: Any,
+        store: Store | None,
         cid: str | None = None,
         *,
         model: str | None = None,
@@ -30,7 +34,7 @@ class Conversation:
 
     @classmethod
     def for_key(
-        cls, store: Any, key: str, *, model: str | None = None, system: str | None = None
+        cls, store: Store, key: str, *, model: str | None = None, system: str | None = None
     ) -> Conversation:
         """The current conversation of `key` (a Telegram chat or topic), or a new one."""
         return cls(store, store.conversation_for_key(key), model=model, system=system, key=key)
@@ -50,12 +54,12 @@ class Conversation:
         if self.store is not None and self.cid is not None:
             self.store.set_system(self.cid, system)
 
-    def ask(self, agent: Any, text: str) -> Any:
+    def ask(self, agent: Agent, text: str) -> Turn:
         """Start a turn for the user's `text`; iterate the returned Turn for its events."""
         self._pending = {"role": "user", "content": text}
         return agent.turn([*self.messages(), self._pending])
 
-    def save(self, turn: Any) -> None:
+    def save(self, turn: Turn) -> None:
         """Write the finished (or interrupted) turn in one transaction."""
         if self.store is None or self._pending is None:
             return

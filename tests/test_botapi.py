@@ -363,17 +363,20 @@ def test_the_kinds_say_what_to_do():
 
 
 @pytest.mark.parametrize(
-    "text, parse_mode",
+    "text, parse_mode, seen",
     [
-        ("x" * 4096, None),
-        ("😀" * 2048, None),  # 4096 UTF-16 units
-        ("<b>" + "x" * 4096 + "</b>", "HTML"),  # markup does not count
-        ("\\." * 4096, "MarkdownV2"),
-        ("&lt;" * 4096, "HTML"),
+        ("x" * 4096, None, "x" * 4096),
+        ("😀" * 2048, None, "😀" * 2048),  # 4096 UTF-16 units
+        ("<b>" + "x" * 4096 + "</b>", "HTML", "x" * 4096),  # markup does not count
+        ("\\." * 4096, "MarkdownV2", "." * 4096),
+        ("&lt;" * 4096, "HTML", "<" * 4096),
     ],
 )
-def test_fake_accepts_4096_visible_utf16_units(fake, api, text, parse_mode):
-    api.send_message(USER, text, parse_mode=parse_mode)
+def test_fake_accepts_4096_visible_utf16_units(fake, api, text, parse_mode, seen):
+    sent = api.send_message(USER, text, parse_mode=parse_mode)
+    # What the user reads is the whole text, markup parsed away, not a cut or mangled copy.
+    assert sent["text"] == seen and fake.texts(USER) == [seen]
+    assert len(seen.encode("utf-16-le")) == 2 * 4096
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 
 from hermes_min.sse import SSEDecoder
@@ -73,12 +76,47 @@ def test_empty_reads_change_nothing():
     assert events == [("message", "a")]
 
 
-def test_a_long_line_in_small_reads_is_linear():
+def cost_growth(decoder, size: int = 8 * 2**20, read: int = 16 * 1024) -> float:
+    """How much more CPU work a read costs near the end of one long line than near its start.
+
+    Work is this thread's CPU time (time.thread_time: not the wall clock, so other processes
+    do not count), per read, median of the last tenth over the first. A decoder that keeps
+    rescanning or recopying what it holds does work that grows with the line: >> 1.
+    """
+    body = b"data: " + b"x" * size
+    costs = []
+    for start in range(0, len(body), read):
+        piece = body[start : start + read]
+        began = time.thread_time()
+        decoder.feed(piece)
+        costs.append(time.thread_time() - began)
+    tenth = len(costs) // 10
+    early = statistics.median(costs[:tenth])
+    return statistics.median(costs[-tenth:]) / max(early, 1e-7)
+
+
+class RescanningDecoder:
+    """What the check must catch: each read searches everything held so far."""
+
+    def __init__(self) -> None:
+        self.held = bytearray()
+
+    def feed(self, chunk: bytes) -> list:
+        self.held += chunk
+        return [bytes(self.held)] if b"\n" in self.held else []
+
+
+def test_a_long_line_in_small_reads_costs_the_same_per_read():
+    assert cost_growth(SSEDecoder()) < 5
+    decoder = SSEDecoder()
     value = b"x" * 2_000_000
     body = b"data: " + value + b"\n\n"
     reads = [body[i : i + 4096] for i in range(0, len(body), 4096)]
-    events, _ = decode(reads)
-    assert events == [("message", value.decode())]
+    assert [e for read in reads for e in decoder.feed(read)] == [("message", value.decode())]
+
+
+def test_the_cost_check_catches_a_decoder_that_rescans():
+    assert cost_growth(RescanningDecoder()) > 5
 
 
 def test_bom_prefix_shorter_than_a_bom_is_kept():

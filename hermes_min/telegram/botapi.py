@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -164,7 +165,9 @@ class BotAPI:
             uncertain=exc.reached,
         )
 
-    def _result(self, method: str, status: int, headers: Any, body: bytes, cut: bool) -> Any:
+    def _result(
+        self, method: str, status: int, headers: Mapping[str, str], body: bytes, cut: bool
+    ) -> Any:
         """Unpack a Bot API reply: `ok` true gives `result`, anything else a TelegramError."""
         try:
             reply = None if cut else json.loads(body.decode("utf-8", "replace"))
@@ -179,7 +182,9 @@ class BotAPI:
         log.debug("<- %s error %s: %s", method, error.error_code, error.description)
         raise error
 
-    def _not_api_reply(self, method: str, status: int, headers: Any, body: bytes) -> TelegramError:
+    def _not_api_reply(
+        self, method: str, status: int, headers: Mapping[str, str], body: bytes
+    ) -> TelegramError:
         """A reply that is not Bot API JSON, e.g. a proxy's HTML error page."""
         kind = (headers.get("Content-Type") or "no content type").split(";")[0]
         snippet = " ".join(body[:200].decode("utf-8", "replace").split())
