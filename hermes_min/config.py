@@ -158,14 +158,16 @@ _TYPES: dict[str, dict[str, Any]] = {
     "storage": {"path": str},
 }
 _TOP_LEVEL = {"tools": _ListOf(str)}  # keys that are values, not sections
-_POSITIVE = {
-    "provider.connect_timeout",
-    "provider.read_timeout",
-    "streaming.edit_interval",
-    "agent.max_turns",
-    "agent.tool_timeout",
-}
-_NON_NEGATIVE = {"provider.max_retries", "streaming.buffer_threshold"}
+_POSITIVE = frozenset(
+    {
+        "provider.connect_timeout",
+        "provider.read_timeout",
+        "streaming.edit_interval",
+        "agent.max_turns",
+        "agent.tool_timeout",
+    }
+)
+_NON_NEGATIVE = frozenset({"provider.max_retries", "streaming.buffer_threshold"})
 
 # Environment variables, first found wins; HERMES_* beat the names other tools use.
 _ENV = {

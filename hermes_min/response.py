@@ -227,7 +227,11 @@ def _status_line(status: int, detail: str) -> str:
 
 
 def _retry_hint(status: int, detail: str, param: Any, body: bytes) -> str | None:
-    """Which request change could succeed where this one failed (providers.md §5.2)."""
+    """Which request change could succeed where this one failed (providers.md §5.2).
+
+    Decided once, here, where the refusal is read. Servers give no code for "I refuse
+    stream_options" or "I refuse streaming" (only `param`, sometimes), so their words decide.
+    """
     text = body.decode("utf-8", "replace").lower()
     if status in (400, 422, 500) and ("stream_options" in text or "include_usage" in text):
         return "drop_stream_options"  # Mistral 422, Azure AI Foundry 400, Bedrock via LiteLLM 500

@@ -4,6 +4,9 @@ import listed with its reason. Read from the source with ast, function-level imp
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,3 +195,28 @@ def test_the_import_reader_sees_relative_and_lazy_imports(tmp_path):
     assert found["hermes_min.cli.parser"] is False  # from .parser import ...
     assert found["hermes_min.cli.ask"] is True  # from . import ask, inside a function
     assert dict(imports(PACKAGE / "telegram" / "poller.py"))["hermes_min.errors"] is False
+
+
+@pytest.mark.parametrize(
+    "argv, unwanted",
+    [
+        (["--version"], ("requests", "yaml", "sqlite3", "hermes_min.config")),
+        (["history"], ("requests", "urllib3", "hermes_min.client", "hermes_min.agent")),
+    ],
+)
+def test_light_commands_load_nothing_heavy(tmp_path, argv, unwanted):
+    """Start-up: these commands must not pay for what they do not use."""
+    script = (
+        "import sys\n"
+        "from hermes_min.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {unwanted!r} if m in sys.modules))\n"
+    )
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -33,21 +33,23 @@ LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
-_USER_CONTENT = {
-    "photo",
-    "document",
-    "voice",
-    "video",
-    "video_note",
-    "audio",
-    "sticker",
-    "animation",
-    "location",
-    "venue",
-    "contact",
-    "poll",
-    "dice",
-}
+_USER_CONTENT = frozenset(
+    {
+        "photo",
+        "document",
+        "voice",
+        "video",
+        "video_note",
+        "audio",
+        "sticker",
+        "animation",
+        "location",
+        "venue",
+        "contact",
+        "poll",
+        "dice",
+    }
+)
 
 
 class Poller:
