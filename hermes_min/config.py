@@ -24,6 +24,7 @@ class ProviderConfig:
     model: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
+    total_timeout: float | None = None  # one whole response, request to last byte; None: off
     max_retries: int = 2
     ca_bundle: str | None = None
     insecure: bool = False
@@ -64,6 +65,7 @@ class TelegramConfig:
     deny_message: str | None = None
     group_mode: str = "mention"
     proxy: str | None = field(default=None, repr=False)
+    answer_timeout: float = 600.0  # the bound on one answer of the bot
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "model": str,
         "connect_timeout": _NUMBER,
         "read_timeout": _NUMBER,
+        "total_timeout": _NUMBER,
         "max_retries": int,
         "ca_bundle": str,
         "insecure": bool,
@@ -148,6 +151,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "deny_message": str,
         "group_mode": ("mention", "all"),
         "proxy": str,
+        "answer_timeout": _NUMBER,
     },
     "agent": {
         "max_turns": int,
@@ -162,6 +166,8 @@ _POSITIVE = frozenset(
     {
         "provider.connect_timeout",
         "provider.read_timeout",
+        "provider.total_timeout",
+        "telegram.answer_timeout",
         "streaming.edit_interval",
         "agent.max_turns",
         "agent.tool_timeout",
