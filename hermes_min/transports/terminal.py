@@ -10,6 +10,21 @@ from ..events import ReasoningDelta, SegmentBreak, TextDelta, ToolCallStarted, T
 
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _FRAMES = "\u280b\u2819\u2839\u2838\u283c\u2834\u2826\u2827\u2807\u280f"
+# C0 controls (but tab and newline), DEL and C1 controls, each shown as a visible picture: a
+# model (or a server, or a stored conversation) must not move the cursor, retitle the
+# window, or hide text on the user's terminal. U+2400.. are "control pictures" for C0.
+_CONTROLS = {
+    **{code: chr(0x2400 + code) for code in range(0x20) if code not in (0x09, 0x0A)},
+    0x7F: "\u2421",
+    **{code: f"\\x{code:02x}" for code in range(0x80, 0xA0)},
+}
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters shown visibly (CRLF becomes LF)."""
+    if text.isprintable():
+        return text  # the common case: nothing to look up
+    return text.replace("\r\n", "\n").translate(_CONTROLS)
 
 
 def wants_color(stream: TextIO) -> bool:
