@@ -1,4 +1,9 @@
-"""Folds chat.completion.chunk objects into one Message, reporting events as they happen."""
+"""Folds chat.completion.chunk objects into one Message, reporting events as they happen.
+
+Chunks come from a server, so every field may have any JSON type. A value of a near type is
+taken as data (a numeric tool-call id becomes a string, an object of arguments becomes its
+JSON text); a shape nothing can be made of raises StreamError(protocol) naming the field.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ import json
 import uuid
 from typing import Any
 
+from .errors import StreamError
 from .events import ReasoningDelta, TextDelta, ToolCallStarted
 from .message import Message, ToolCall
+
+MAX_ANSWER = 32 * 1024 * 1024  # characters of text, reasoning and arguments in one answer
 
 
 class _Call:
@@ -26,7 +34,7 @@ class _Call:
 class Accumulator:
     """Feed it decoded chunks in order; `message()` is the answer so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_answer: int = MAX_ANSWER) -> None:
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._calls: list[_Call] = []
@@ -34,23 +42,31 @@ class Accumulator:
         self.finish_reason: str | None = None
         self._usage: dict | None = None
         self._model: str | None = None
+        self._size = 0
+        self._max = max_answer
 
     def feed(self, chunk: dict) -> list:
-        """Fold one chunk; return the events it produced."""
-        if not self._model and chunk.get("model"):
-            self._model = chunk["model"]
+        """Fold one chunk; return the events it produced (StreamError if it is unusable)."""
+        model = chunk.get("model")
+        if not self._model and model and isinstance(model, str):
+            self._model = model
         usage = chunk.get("usage")
-        if not usage and "x_groq" in chunk:
-            usage = (chunk["x_groq"] or {}).get("usage")
-        if usage:
+        if not usage and isinstance(chunk.get("x_groq"), dict):
+            usage = chunk["x_groq"].get("usage")
+        if usage and isinstance(usage, dict):
             self._usage = usage  # the last non-null wins: running totals and late chunks alike
         choice = _choice_zero(chunk.get("choices"))
         if choice is None:
             return []
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
+        reason = choice.get("finish_reason")
+        if reason and isinstance(reason, str):
+            self.finish_reason = reason
         delta = choice.get("delta") or choice.get("message")
-        return self._delta(delta) if delta else []
+        if not delta:
+            return []
+        if not isinstance(delta, dict):
+            raise _shape("choices[0].delta", delta, "an object")
+        return self._delta(delta)
 
     def message(self) -> Message:
         """The message as far as it has arrived."""
@@ -66,23 +82,41 @@ class Accumulator:
 
     def _delta(self, delta: dict) -> list:
         events: list = []
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning and isinstance(reasoning, str):  # one field per delta: some send both
+        reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
+        if reasoning:  # one field per delta: some servers send both
+            self._grow(reasoning)
             self._reasoning.append(reasoning)
             events.append(ReasoningDelta(reasoning))
-        text = delta.get("content")
-        if text and isinstance(text, str):
+        text = _text(delta.get("content"))
+        if text:
+            self._grow(text)
             self._content.append(text)
             events.append(TextDelta(text))
-        for fragment in delta.get("tool_calls") or ():
+        fragments = delta.get("tool_calls") or ()
+        if not isinstance(fragments, (list, tuple)):
+            raise _shape("delta.tool_calls", fragments, "a list")
+        for fragment in fragments:
             if isinstance(fragment, dict):
                 self._tool_fragment(fragment, events)
         return events
 
+    def _grow(self, piece: str) -> None:
+        self._size += len(piece)
+        if self._size > self._max:
+            raise StreamError(
+                "too_large",
+                f"the answer grew past {self._max // 2**20} Mi characters; stopped reading "
+                "(a cap that keeps memory bounded)",
+            )
+
     def _tool_fragment(self, fragment: dict, events: list) -> None:
         function = fragment.get("function") or {}
+        if not isinstance(function, dict):
+            raise _shape("tool_calls[].function", function, "an object")
         name = function.get("name") or ""
-        new_id = fragment.get("id") or ""
+        if not isinstance(name, str):
+            raise _shape("tool_calls[].function.name", name, "a string")
+        new_id = _call_id_text(fragment.get("id"))
         call = self._target(_index(fragment.get("index")), name, new_id)
         if new_id and not call.id:
             call.id = (
@@ -90,10 +124,9 @@ class Accumulator:
             )
         if name and name != call.name:
             call.name += name  # a repeated name is not appended
-        arguments = function.get("arguments")
-        if isinstance(arguments, (dict, list)):
-            arguments = json.dumps(arguments, separators=(",", ":"))
+        arguments = _arguments(function.get("arguments"))
         if arguments:
+            self._grow(arguments)
             call.parts.append(arguments)
         if call.name and not call.announced:
             call.announced = True
@@ -120,8 +153,10 @@ class Accumulator:
 
 def _choice_zero(choices: Any) -> dict | None:
     """Choice 0 (a missing `index` counts as 0: Cloudflare omits it)."""
-    if not choices or not isinstance(choices, list):
+    if not choices:
         return None
+    if not isinstance(choices, list):
+        raise _shape("choices", choices, "a list")
     first = choices[0]
     if isinstance(first, dict) and first.get("index", 0) in (0, "0"):
         return first  # nearly always: servers send one choice
@@ -129,6 +164,32 @@ def _choice_zero(choices: Any) -> dict | None:
         if isinstance(choice, dict) and choice.get("index", 0) in (0, "0"):
             return choice
     return None
+
+
+def _text(value: Any) -> str:
+    """A delta's text: a string, or the text parts of a list (Mistral sends content parts)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = (p.get("text") for p in value if isinstance(p, dict))
+        return "".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _arguments(value: Any) -> str:
+    """A fragment of a call's arguments as JSON text (some servers send the object itself)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _call_id_text(value: Any) -> str:
+    """A call's id as a string: the API pairs results with ids, and ids are strings after this."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
 
 
 def _index(value: Any) -> int | None:
@@ -147,3 +208,10 @@ def _call_id(call: _Call) -> str:
     if not call.made_up_id:
         call.made_up_id = "call_" + uuid.uuid4().hex[:24]
     return call.made_up_id
+
+
+def _shape(field: str, value: Any, wanted: str) -> StreamError:
+    """The protocol error for a field of the wrong type, naming both."""
+    kind = {str: "a string", int: "a number", float: "a number", bool: "true/false"}
+    got = kind.get(type(value), {list: "a list", dict: "an object"}.get(type(value), "null"))
+    return StreamError("protocol", f"the server sent a chunk whose {field} is {got}, not {wanted}")

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import StreamError
 from .events import (
@@ -24,7 +24,7 @@ from .tools import Tool, ToolResult, run_tool
 
 if TYPE_CHECKING:
     from .client import ChatClient
-    from .stream import Stream
+    from .stream import Sink, Stream
 
 log = logging.getLogger(__name__)
 _SHOWN = (TextDelta, ReasoningDelta, ToolCallStarted)
@@ -44,7 +44,7 @@ class Agent:
         fallback: ChatClient | None = None,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
-        record: IO[bytes] | None = None,
+        record: Sink | None = None,
     ) -> None:
         self.client = client
         self.record = record  # every response body, raw, one after another
@@ -237,7 +237,7 @@ class Turn:
     def _failed(self, error: StreamError, nothing_shown: bool) -> Iterator:
         if nothing_shown and error.kind != "interrupted" and not self._cancel.is_set():
             return error  # the caller may try the fallback provider
-        error.partial = self._partial() if self._shown_text else error.partial
+        error.partial = self._partial(error.partial) if self._shown_text else error.partial
         yield Failed(error)
         return None
 
@@ -267,8 +267,17 @@ class Turn:
     def _tool_schemas(self) -> list[dict] | None:
         return [t.schema() for t in self.agent.tools.values()] or None
 
-    def _partial(self) -> Message:
-        return Message(content="".join(self._shown_text), model=self.model, usage=self.usage)
+    def _partial(self, received: Message | None = None) -> Message:
+        """What the user saw of this turn, with what the server said of itself (model, usage)."""
+        received = received or Message()
+        return Message(
+            content="".join(self._shown_text),
+            reasoning=received.reasoning,
+            tool_calls=received.tool_calls,
+            finish_reason=received.finish_reason,
+            usage=self.usage or received.usage,
+            model=received.model or self.model,
+        )
 
     def _add_usage(self, usage: dict | None) -> None:
         if not usage:

@@ -43,6 +43,7 @@ def _client(
         model,
         connect_timeout=p.connect_timeout,
         read_timeout=p.read_timeout,
+        total_timeout=p.total_timeout,
         max_retries=p.max_retries,
         ca_bundle=p.ca_bundle,
         insecure=p.insecure,

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from . import __version__
@@ -19,7 +19,7 @@ from .events import Failed
 from .message import Message
 from .redact import redact
 from .response import BodyFolder
-from .stream import Stream
+from .stream import Sink, Stream
 
 if TYPE_CHECKING:
     import requests
@@ -72,6 +72,7 @@ class ChatClient:
         *,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
+        total_timeout: float | None = None,
         max_retries: int = 2,
         ca_bundle: str | None = None,
         insecure: bool = False,
@@ -84,6 +85,7 @@ class ChatClient:
         self.base_url = normalize_base_url(base_url)
         self.model = model or None
         self.max_retries = max_retries
+        self.total_timeout = total_timeout  # seconds for one whole response; None: no bound
         self.extra_body = dict(extra_body or {})
         self.streaming = stream
         self.stream_delta_callback = stream_delta_callback
@@ -110,7 +112,7 @@ class ChatClient:
         *,
         tools: list[dict] | None = None,
         model: str | None = None,
-        record: IO[bytes] | None = None,
+        record: Sink | None = None,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
         **extra: Any,
@@ -123,6 +125,7 @@ class ChatClient:
             stream_delta_callback=stream_delta_callback or self.stream_delta_callback,
             on_first_delta=on_first_delta or self.on_first_delta,
             record=record,
+            total_timeout=self.total_timeout,
         )
 
     def complete(self, messages: list[dict], **kwargs: Any) -> Message:
@@ -316,7 +319,7 @@ class ChatClient:
             raise error
         try:
             data = json.loads(body.decode("utf-8", "replace"))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StreamError("invalid_json", "the model list is not JSON") from None
         models = data.get("data", data.get("models")) if isinstance(data, dict) else data
         if not isinstance(models, list):

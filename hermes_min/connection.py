@@ -212,7 +212,9 @@ class HttpSession:
         raw = response.raw
         try:
             if raw.chunked:
-                yield from raw.read_chunked(None, decode_content=True)  # one HTTP chunk each
+                # One HTTP chunk each, but never more than _READ_SIZE at once: a server may
+                # announce a chunk of gigabytes, and memory must stay bounded.
+                yield from raw.read_chunked(_READ_SIZE, decode_content=True)
                 return
             while True:
                 data = raw.read1(_READ_SIZE, decode_content=True)  # what has arrived, no waiting

@@ -17,12 +17,19 @@ class HermesError(Exception):
     """Root of every error hermes_min raises; `exit_code` is what the CLI returns for it."""
 
     exit_code = 1
+    kind = "error"
+    status: int | None = None
+
+    def to_dict(self) -> dict:
+        """The `error` object of `--json` output."""
+        return {"kind": self.kind, "message": str(self), "status": self.status}
 
 
 class ConfigError(HermesError, ValueError):
     """A setting is unknown, of the wrong type, or missing; names the key and its source."""
 
     exit_code = 2
+    kind = "config"
 
     def __init__(self, message: str, key: str | None = None, source: str | None = None) -> None:
         super().__init__(message)
@@ -34,6 +41,7 @@ class UsageError(HermesError):
     """The command line asks for something that cannot be done (exit 2)."""
 
     exit_code = 2
+    kind = "usage"
 
 
 class NetworkError(HermesError):
@@ -67,8 +75,9 @@ class StreamError(HermesError):
     """A chat-completions request or its stream failed; `.partial` keeps what had arrived.
 
     `kind` is one of api_error, incomplete, invalid_json, http_error (the body said so),
-    connection, timeout, tls, proxy (the transport did), interrupted, or max_turns (the
-    agent gave up). `network` is the NetworkError kind when the network failed.
+    protocol (a reply of the wrong shape), too_large (past a cap on memory), connection,
+    timeout, tls, proxy (the transport did), interrupted, or max_turns (the agent gave
+    up). `network` is the NetworkError kind when the network failed.
     """
 
     _NETWORK_KINDS = {"tls": "tls", "proxy": "proxy", "timeout": "timeout"}
@@ -123,10 +132,6 @@ class StreamError(HermesError):
         """Our settings are wrong (CA, proxy, URL, key, base URL or model): a person must fix
         them, and every later request would fail the same way."""
         return self.network in NetworkError.SETUP or self.status in (401, 403, 404)
-
-    def to_dict(self) -> dict:
-        """The `error` object of `--json` output."""
-        return {"kind": self.kind, "message": self.message, "status": self.status}
 
 
 class TelegramError(HermesError):

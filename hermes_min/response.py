@@ -15,6 +15,7 @@ from .message import Message
 from .sse import SSEDecoder
 
 _ERROR_BODY_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
+MAX_BODY = 16 * 1024 * 1024  # a whole (non-streamed) answer; past this it is not one
 _HINTS = {
     401: "check the API key (provider.api_key, OPENAI_API_KEY or --api-key)",
     403: "the key is not allowed to use this model or endpoint",
@@ -39,10 +40,27 @@ class BodyFolder:
         if self.done or not read:
             return []
         if self._sse is None:
-            if self.status == 200 or len(self._body) < _ERROR_BODY_LIMIT:
-                self._body += read
+            return self._keep(read)
+        try:
+            return self._events(self._sse.feed(read))
+        except StreamError as error:  # a cap, or a chunk of an unusable shape
+            return [self._fail(error.kind, error.message)]
+
+    def _keep(self, read: bytes) -> list:
+        """Keep a read of a whole-body reply, up to its cap."""
+        limit = MAX_BODY if self.status == 200 else _ERROR_BODY_LIMIT
+        if len(self._body) < limit:
+            self._body += read[: limit - len(self._body)]
             return []
-        return self._events(self._sse.feed(read))
+        if self.status != 200:
+            return []  # the start of an error page says enough; the rest is not read
+        return [
+            self._fail(
+                "too_large",
+                f"the server's reply grew past {MAX_BODY // 2**20} MiB without being an event "
+                "stream; stopped reading (a cap that keeps memory bounded)",
+            )
+        ]
 
     def finish(self) -> list:
         """The body ended (or [DONE] came): the last events, ending in Done or Failed."""
@@ -53,9 +71,12 @@ class BodyFolder:
             return self._whole_body()
         events: list = []
         if not self._saw_done:
-            pending = self._sse.close()
-            if pending is not None and _parses(pending[1]):
-                events = self._events([pending])  # a last event without its blank line
+            try:
+                pending = self._sse.close()
+                if pending is not None and _parses(pending[1]):
+                    events = self._events([pending])  # a last event without its blank line
+            except StreamError as error:
+                return [self._fail(error.kind, error.message)]
         if self._failed:
             return events
         if self._saw_done or self._acc.finish_reason:
@@ -84,12 +105,9 @@ class BodyFolder:
         return events
 
     def _chunk(self, kind: str, data: str, events: list) -> Failed | None:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = None
-        if type(chunk) is not dict:
-            return self._fail("invalid_json", _object(data))  # says why it is not an object
+        chunk = _object(data)
+        if not isinstance(chunk, dict):
+            return self._fail("invalid_json", chunk)  # says why it is not an object
         events.extend(self._acc.feed(chunk))
         if chunk.get("error"):
             return self._fail("api_error", _provider_error(chunk))
@@ -114,10 +132,24 @@ class BodyFolder:
         obj = _object(self._body.decode("utf-8", "replace"))
         if not isinstance(obj, dict):
             return [self._fail("invalid_json", obj)]
-        events = self._acc.feed(obj)
+        try:
+            events = self._acc.feed(obj)
+        except StreamError as error:
+            return [self._fail(error.kind, error.message)]
         if obj.get("error"):
             return events + [self._fail("api_error", _provider_error(obj))]
+        if not isinstance(obj.get("choices"), list) or not obj["choices"]:
+            return events + [self._no_choices(obj)]
         return events + [Done(self._acc.message())]
+
+    def _no_choices(self, obj: dict) -> Failed:
+        """A JSON reply without an answer: an error in another shape, or not an answer at all."""
+        for key in ("detail", "message"):
+            if obj.get(key):
+                return self._fail("api_error", _provider_error({"error": obj[key]}))
+        return self._fail(
+            "protocol", f"the server's reply has no choices: {_clip(json.dumps(obj))}"
+        )
 
     def _http_failure(self) -> Failed:
         body = bytes(self._body)
@@ -156,6 +188,8 @@ def _object(data: str) -> dict | str:
         obj = json.loads(data)
     except ValueError:
         return f"the server sent data that is not JSON: {_clip(data)}"
+    except RecursionError:  # the C decoder recurses per level: [[[[... 100,000 deep
+        return f"the server sent JSON nested too deeply to read: {_clip(data)}"
     return (
         obj
         if isinstance(obj, dict)
@@ -168,10 +202,7 @@ def _provider_error(obj: dict) -> str:
 
 
 def _parses(data: str) -> bool:
-    try:
-        return isinstance(json.loads(data), dict)
-    except ValueError:
-        return False
+    return isinstance(_object(data), dict)
 
 
 def _clip(text: str, width: int = 80) -> str:
@@ -196,7 +227,7 @@ def _describe(body: bytes, content_type: str) -> tuple[str, Any]:
     text = body.decode("utf-8", "replace")
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         obj = None
     if isinstance(obj, dict):
         for key in ("error", "message", "detail"):

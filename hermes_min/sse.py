@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .errors import StreamError
+
+MAX_LINE = 16 * 1024 * 1024  # one line, and one event's data: a large tool argument fits
 _BOM = b"\xef\xbb\xbf"
 _TERMINATORS = (b"\n", b"\r")
 _BLANK = (b"\n", b"\r\n", b"\r")
@@ -18,14 +21,20 @@ def _one_event(chunk: bytes) -> bool:
 
 
 class SSEDecoder:
-    """Feed it reads of any size; it returns each event as soon as its blank line arrives."""
+    """Feed it reads of any size; it returns each event as soon as its blank line arrives.
 
-    def __init__(self) -> None:
+    A line or an event longer than `max_line` bytes raises StreamError(too_large): memory
+    stays bounded whatever a server sends.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._max = max_line
         self._head: bytes | None = b""  # bytes seen before the BOM check; None once done
         self._partial = bytearray()  # an unterminated line carried between reads
         self._after_cr = False  # the last read ended in CR: a leading LF belongs to it
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # characters of data in the event being built
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """Decode one read; return the events it completed."""
@@ -42,6 +51,7 @@ class SSEDecoder:
         self._after_cr = False
         if b"\n" not in chunk and b"\r" not in chunk:
             self._partial += chunk  # bytearray append: a long line stays linear, not quadratic
+            self._check(len(self._partial), "one line")
             return []
         if self._partial:
             self._partial += chunk
@@ -50,6 +60,7 @@ class SSEDecoder:
         lines = chunk.splitlines(True)  # bytes.splitlines breaks on CR, LF, CRLF only (not U+2028)
         if not lines[-1].endswith(_TERMINATORS):
             self._partial += lines.pop()
+            self._check(len(self._partial), "one line")
         elif lines[-1].endswith(b"\r"):
             self._after_cr = True
         return self._lines(lines)
@@ -76,11 +87,19 @@ class SSEDecoder:
         self._head = None
         return head[3:] if head.startswith(_BOM) else head
 
+    def _check(self, size: int, what: str) -> None:
+        if size > self._max:
+            raise StreamError(
+                "too_large",
+                f"the server sent more than {self._max // 2**20} MiB in {what} of the event "
+                "stream; stopped reading (a cap that keeps memory bounded)",
+            )
+
     def _lines(self, lines: list[bytes]) -> list[tuple[str, str]]:
         events = []
         for raw in lines:
             if raw[:6] == b"data: ":  # the common case, without the general field parsing
-                self._data.append(raw[6:].rstrip(b"\r\n").decode("utf-8", "replace"))
+                self._add(raw[6:].rstrip(b"\r\n").decode("utf-8", "replace"))
                 continue
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace") if raw not in _BLANK else ""
             if not line:
@@ -96,20 +115,25 @@ class SSEDecoder:
         if value[:1] == " ":
             value = value[1:]  # "If value starts with a U+0020 SPACE character, remove it"
         if name == "data":
-            self._data.append(value)
+            self._add(value)
         elif name == "event":
             self._event = value
         elif name == "error":
             # Not a spec field: llama.cpp before PR #16109 sent errors as `error: {...}`.
             # Dropping it (as the spec says for unknown fields) would make a failure look
             # like an empty success, so it becomes an `error` event.
-            self._event, self._data = "error", [value]
+            self._event, self._data, self._size = "error", [value], len(value)
+
+    def _add(self, value: str) -> None:
+        self._size += len(value) + 1
+        self._check(self._size, "one event")
+        self._data.append(value)
 
     def _take(self) -> tuple[str, str] | None:
         # "If the data buffer is an empty string, set the data buffer and the event type
         # buffer to the empty string and return." We also skip whitespace-only data: there
         # is nothing in it to parse.
         parts, event = self._data, self._event or "message"
-        self._data, self._event = [], ""
+        self._data, self._event, self._size = [], "", 0
         data = parts[0] if len(parts) == 1 else "\n".join(parts)
         return (event, data) if data and not data.isspace() else None

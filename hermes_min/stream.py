@@ -7,7 +7,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
-from typing import IO, Callable, Protocol
+from typing import Callable, Protocol
 
 from .connection import SocketSlot
 from .errors import NetworkError, StreamError
@@ -30,6 +30,12 @@ class OpenedResponse(Protocol):
     def close(self) -> None: ...
 
 
+class Sink(Protocol):
+    """Where `--record` copies the raw body: anything with write(bytes)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 Opener = Callable[[SocketSlot, threading.Event], OpenedResponse]
 _FIRST_DELTAS = (TextDelta, ReasoningDelta, ToolCallStarted)
 _FINAL = (Done, Failed)
@@ -44,8 +50,9 @@ class Stream:
         *,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
-        record: IO[bytes] | None = None,
+        record: Sink | None = None,
         secrets: tuple[str, ...] = (),
+        total_timeout: float | None = None,
     ) -> None:
         self._secrets = secrets  # never in an error message (keys echoed back by a server)
         self.stream_delta_callback = stream_delta_callback
@@ -61,6 +68,15 @@ class Stream:
         self._final: Done | Failed | None = None
         self._first_seen = False
         self._tool_seen = False
+        self._ended = False  # the worker has put the final event
+        self._total = total_timeout
+        self._expired = threading.Event()
+        self._timer: threading.Timer | None = None
+        if total_timeout is not None:
+            # read_timeout cannot end a server that sends keep-alives forever; this can.
+            self._timer = threading.Timer(total_timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
         self._thread = threading.Thread(target=self._work, name="hermes-stream", daemon=True)
         self._thread.start()
 
@@ -122,6 +138,14 @@ class Stream:
         if self._thread.is_alive():
             self.interrupt()
             self._thread.join()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        """The whole response took longer than total_timeout: end it like an interrupt."""
+        if not self._ended:
+            self._expired.set()
+            self.interrupt()
 
     def __enter__(self) -> Stream:
         return self
@@ -144,27 +168,51 @@ class Stream:
 
     def _work(self) -> None:
         folder: BodyFolder | None = None
+        try:
+            folder = self._read()
+        finally:
+            if not self._ended:  # whatever happened above, the consumer gets a final event
+                self._end(StreamError("protocol", "the reply could not be read"), folder)
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _read(self) -> BodyFolder | None:
+        """Open and fold the response; every failure becomes the final Failed event."""
+        folder: BodyFolder | None = None
         response: OpenedResponse | None = None
         try:
             response = self._opener(self._slot, self._cancel)
             folder = BodyFolder(response.status, response.content_type)
             self._pump(response, folder)
         except StreamError as error:
-            self._put([Failed(self._as_interrupted(error, folder))])
+            self._end(error, folder)
         except NetworkError as error:
-            self._put([Failed(self._as_interrupted(StreamError.from_network(error), folder))])
-        except Exception as exc:  # noqa: BLE001 - the consumer must always get a final event
+            self._end(StreamError.from_network(error), folder)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours must still end the stream
             log.debug("stream worker failed", exc_info=True)
-            error = StreamError("connection", f"unexpected failure: {type(exc).__name__}")
-            self._put([Failed(self._as_interrupted(error, folder))])
+            message = f"the reply could not be read (an internal error: {type(exc).__name__})"
+            self._end(StreamError("protocol", message), folder)
         finally:
             if response is not None:
-                response.close()
+                try:
+                    response.close()
+                except Exception:  # noqa: BLE001 - closing must not cost the final event
+                    log.debug("closing the response failed", exc_info=True)
+        return folder
+
+    def _end(self, error: StreamError, folder: BodyFolder | None) -> None:
+        """Put the final Failed event, with what had arrived."""
+        if error.partial is None and folder is not None:
+            try:
+                error.partial = folder.partial()
+            except Exception:  # noqa: BLE001 - no partial rather than no final event
+                log.debug("the partial message could not be built", exc_info=True)
+        self._put([Failed(self._as_interrupted(error))])
 
     def _pump(self, response: OpenedResponse, folder: BodyFolder) -> None:
         for read in response.reads():
             if self._record is not None:
-                self._record.write(read)
+                self._write_record(read)
             events = folder.feed(read)
             if events:
                 self._put(events)
@@ -176,11 +224,22 @@ class Stream:
         if final:
             self._put(final)
 
+    def _write_record(self, read: bytes) -> None:
+        """Copy a read to --record; a failing copy stops recording, never the answer."""
+        try:
+            self._record.write(read)  # type: ignore[union-attr]
+        except (OSError, ValueError) as exc:
+            log.warning("the raw body is no longer recorded: %s", exc)
+            self._record = None
+
     def _put(self, events: list) -> None:
-        if type(events[-1]) is Failed and self._secrets:
+        last = type(events[-1])
+        if last is Failed and self._secrets:
             error = events[-1].error
             error.message = redact(error.message, self._secrets)
             error.args = (error.message,)
+        if last in _FINAL:
+            self._ended = True
         # While the consumer has not taken the last batch, new events join it: one queue
         # hand-off (and thread wake-up) per batch the consumer takes, not per read, and no
         # delay when the consumer is already waiting.
@@ -191,9 +250,14 @@ class Stream:
             self._open_batch = batch = list(events)
         self._queue.put(batch)
 
-    def _as_interrupted(self, error: StreamError, folder: BodyFolder | None) -> StreamError:
-        if error.partial is None and folder is not None:
-            error.partial = folder.partial()
+    def _as_interrupted(self, error: StreamError) -> StreamError:
+        """The error to report: a deadline or an interrupt overrides what it caused."""
+        if self._expired.is_set() and error.kind != "timeout":
+            return StreamError(
+                "timeout",
+                f"the answer took longer than {self._total:g} s (provider.total_timeout)",
+                partial=error.partial,
+            )
         if self._cancel.is_set() and error.kind != "interrupted":
             return StreamError("interrupted", "interrupted", partial=error.partial)
         return error

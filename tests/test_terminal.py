@@ -118,3 +118,28 @@ def test_spinner_only_on_a_terminal_and_gone_at_the_first_delta():
     piped, _, err = printer(out_tty=False, err_tty=True)
     assert piped._spinner is None
     piped.close()
+
+
+HOSTILE = "Done.\x1b]0;pwned\x07\x1b[2J\rgone\u009b31m\ttab\r\nnext"
+
+
+def test_control_characters_from_the_model_are_shown_not_obeyed_on_a_terminal():
+    show, out, err = printer(out_tty=True, err_tty=True, show_reasoning=True)
+    show.handle(ReasoningDelta("think\x1b[8m"))
+    show.handle(TextDelta(HOSTILE))
+    show.handle(ToolProgress("evil\x1b[2Jname", "c1"))
+    show.handle(ToolProgress("evil\x1b[2Jname", "c1", ok=False, detail="bad\x07"))
+    show.close()
+    seen = out.getvalue() + err.getvalue()  # (our own dim colour and spinner codes stay)
+    for obeyed in ("\x1b]0;", "\x1b[2J", "\x07", "\x9b", "\x1b[8m", "\rgone"):
+        assert obeyed not in seen
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in out.getvalue())
+    assert "\u241b]0;pwned\u2407" in out.getvalue() and "\ttab\nnext" in out.getvalue()
+    assert "evil\u241b[2Jname" in err.getvalue()
+
+
+def test_control_characters_stay_exact_into_a_pipe():
+    show, out, _ = printer(out_tty=False, err_tty=False)
+    show.handle(TextDelta(HOSTILE))
+    show.close()
+    assert out.getvalue() == HOSTILE + "\n"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import IO, Union
 
 from .. import assemble
 from ..agent import Turn
-from ..errors import StreamError, Terminated, UsageError
+from ..errors import HermesError, StreamError, Terminated, UsageError
 from ..events import Answer
+from ..message import Message
 from ..stream import Stream
 from ..transports.jsonl import EventWriter
 from ..transports.terminal import TerminalPrinter
@@ -33,22 +34,36 @@ _Running = Union[Stream, Turn]
 
 def ask(args: argparse.Namespace) -> int:
     """`hermes PROMPT`: one answer, streamed to the terminal (a conversation when bare)."""
+    try:
+        return _ask(args)
+    except HermesError as error:
+        if not getattr(args, "json", False):
+            raise
+        # --json keeps its contract on every path: the same object, plus `error`.
+        print_json({**Message().to_dict(), "error": error.to_dict()})
+        return error.exit_code
+
+
+def _ask(args: argparse.Namespace) -> int:
     config = load(args)
     if not args.prompt and isatty(sys.stdin) and isatty(sys.stdout):
         if not (args.json or args.events or args.record):
             return chat(args, config)  # `hermes` alone on a terminal: a conversation
     text = prompt(args)
+    args.system = _valid_text(args.system)
     streaming = config.streaming.enabled and not args.no_stream
-    with assemble.chat_client(config, streaming) as model_client, _opened(args.record) as record:
+    with assemble.chat_client(config, streaming) as model_client, _Recorder(args.record) as record:
         model_client.resolve_model()
         agent = assemble.agent(config, model_client, args.tool, streaming)
-        agent.record = record
+        agent.record = record.file
         with opened_store(config, args) as store:
             talk = conversation(store, args, model_client.model)
             turn = talk.ask(agent, text)
-            code = _show(turn, args, config.terminal.mode)
-            talk.save(turn)
-            return code
+            try:
+                code = _show(turn, args, config.terminal.mode)
+            finally:
+                talk.save(turn)  # whatever happened to the output, the turn is kept
+    return record.checked(code)
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -77,7 +92,7 @@ def models(args: argparse.Namespace) -> int:
 
 def prompt(args: argparse.Namespace) -> str:
     """Piped stdin, a blank line, then the prompt words; UsageError when both are empty."""
-    words = " ".join(args.prompt).strip()
+    words = _valid_text(" ".join(args.prompt)).strip()
     piped = "" if args.no_stdin or isatty(sys.stdin) else _read_stdin()
     if piped.strip() and words:
         return f"{piped.rstrip()}\n\n{words}"
@@ -85,6 +100,13 @@ def prompt(args: argparse.Namespace) -> str:
     if not text.strip():
         raise UsageError("the prompt is empty: give it as an argument or pipe it on stdin")
     return text
+
+
+def _valid_text(text: str | None) -> str | None:
+    """Text with bytes that were not UTF-8 (argv keeps them as surrogates) replaced by U+FFFD."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def messages(system: str | None, prompt: str) -> list[dict]:
@@ -117,11 +139,11 @@ class _FileResponse:
 
 def _show(stream: _Running, args: argparse.Namespace, mode: str) -> int:
     """Run a stream into the chosen output; return the exit code."""
-    output = _output(args, mode)
+    output = _Output(args, mode)
     with stream:
         try:
             for event in stream:
-                output.handle(event)
+                output.handle(event)  # after a failed write, the stream is still drained
         except KeyboardInterrupt as signal_:
             stream.interrupt()
             stream.join(2.0)
@@ -132,10 +154,44 @@ def _show(stream: _Running, args: argparse.Namespace, mode: str) -> int:
             stream.interrupt()
             return quiet_pipe()
     output.close()
-    return _finish(stream, args)
+    code = _finish(stream, args)
+    if output.failure:
+        say(f"cannot write the answer: {output.failure}")
+        return EXIT_ERROR
+    return code
 
 
-def _output(args: argparse.Namespace, mode: str) -> EventWriter | TerminalPrinter | _Silent:
+class _Output:
+    """Where the events go; a write that fails (a full disk, a closed stdout) stops writing."""
+
+    def __init__(self, args: argparse.Namespace, mode: str) -> None:
+        self.failure = "" if sys.stdout is not None else "standard output is closed"
+        self._sink = _sink(args, mode) if not self.failure else _Silent()
+
+    def handle(self, event: object) -> None:
+        """Show one event, unless writing already failed."""
+        if self.failure:
+            return
+        try:
+            self._sink.handle(event)
+        except BrokenPipeError:
+            raise  # the reader went away: a quiet exit, not a failure
+        except (OSError, ValueError) as exc:  # ValueError: "I/O operation on closed file"
+            self.failure = _reason(exc)
+
+    def close(self) -> None:
+        """Flush the output (a failure here is remembered too)."""
+        if self.failure:
+            return
+        try:
+            self._sink.close()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            self.failure = _reason(exc)
+
+
+def _sink(args: argparse.Namespace, mode: str) -> EventWriter | TerminalPrinter | _Silent:
     """Where the events go: JSON lines (--events), nowhere (--json) or the terminal."""
     if args.events:
         return EventWriter(sys.stdout)
@@ -154,6 +210,10 @@ class _Silent:
         """Nothing to flush."""
 
 
+def _reason(exc: BaseException) -> str:
+    return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).lower()
+
+
 def _finish(stream: Answer, args: argparse.Namespace) -> int:
     """The exit code of a finished stream, after printing --json's message or the error."""
     try:
@@ -165,6 +225,11 @@ def _finish(stream: Answer, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.json:
         print_json(message.to_dict())
+    elif message.finish_reason == "length":
+        say(
+            "the answer was cut off at the server's length limit (finish_reason: length); "
+            "a larger max_tokens in provider.extra_body allows a longer one"
+        )
     return EXIT_OK
 
 
@@ -176,9 +241,9 @@ def _final_json(args: argparse.Namespace, stream: Answer, interrupted: bool = Fa
         stream.result()
         return
     except StreamError as error:
-        partial = error.partial.to_dict() if error.partial is not None else {}
+        received = error.partial if error.partial is not None else Message()
         kind = "interrupted" if interrupted else error.kind
-        print_json({**partial, "error": {**error.to_dict(), "kind": kind}})
+        print_json({**received.to_dict(), "error": {**error.to_dict(), "kind": kind}})
 
 
 def _read_stdin() -> str:
@@ -189,15 +254,47 @@ def _read_stdin() -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
-@contextlib.contextmanager
-def _opened(path: str | None) -> Iterator[IO[bytes] | None]:
-    """The --record file, opened for writing (None without --record)."""
-    if not path:
-        yield None
-        return
-    try:
-        handle = open(path, "wb")  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    with handle:
-        yield handle
+class _Recorder:
+    """The --record file, created 0600; a write that fails stops recording, never the answer."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.file: _Recorder | None = None
+        self._handle: IO[bytes] | None = None
+        self._failure = ""
+        if not path:
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a body may hold
+        except OSError as exc:  # anything the model said: as private as the conversation
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        self._handle = os.fdopen(fd, "wb", buffering=0)  # each read lands as it arrives
+        self.file = self
+
+    def write(self, data: bytes) -> int:
+        """Write one read of the body; remember the first failure and stop."""
+        if self._handle is None or self._failure:
+            return 0
+        try:
+            return self._handle.write(data) or 0
+        except OSError as exc:
+            self._failure = _reason(exc)
+            return 0
+
+    def checked(self, code: int) -> int:
+        """The exit code, made 1 (with one line) if the record could not be written."""
+        if not self._failure:
+            return code
+        say(f"the --record file {self.path} is incomplete: {self._failure}")
+        return code or EXIT_ERROR
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as exc:
+                self._failure = self._failure or _reason(exc)

@@ -27,6 +27,10 @@ def printable(text: str) -> str:
     return text.replace("\r\n", "\n").translate(_CONTROLS)
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def wants_color(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set or TERM is dumb."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
@@ -82,6 +86,10 @@ class TerminalPrinter:
     ) -> None:
         self.out, self.err = out, err
         tty = _isatty(out)
+        # On a terminal, text from the model is shown, never obeyed (escape sequences);
+        # into a pipe it stays exact.
+        self._out_text = printable if tty else _same
+        self._err_text = printable if _isatty(err) else _same
         # Into a pipe, complete lines only (as the original design's line printer did).
         self.mode = mode if mode != "auto" else ("chars" if tty else "lines")
         self.show_reasoning = show_reasoning
@@ -152,11 +160,12 @@ class TerminalPrinter:
             self._write(lines + "\n")
 
     def _write(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(self._out_text(text))
         self.out.flush()
         self._last = text[-1]
 
     def _note(self, text: str) -> None:
+        text = self._err_text(text)
         self.err.write(f"{_DIM}{text}{_RESET}" if self._dim else text)
         self.err.flush()
 
