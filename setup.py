@@ -29,7 +29,7 @@ setup(
     python_requires=">=3.9",
     # urllib3 2.2+ for HTTPResponse.read1, which streams close-delimited bodies.
     install_requires=["requests>=2.28", "urllib3>=2.2", "PyYAML>=5.4"],
-    extras_require={"test": ["pytest>=7", "responses>=0.23", "ruff>=0.5"]},
+    extras_require={"test": ["pytest>=7", "responses>=0.23", "hypothesis>=6.70", "ruff>=0.5"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
