@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from .context import TokenEstimate, fit, prompt_budget
 from .errors import StreamError
 from .events import (
     Done,
@@ -45,8 +46,11 @@ class Agent:
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
         record: Sink | None = None,
+        context_tokens: int = 0,
     ) -> None:
         self.client = client
+        self.context_tokens = context_tokens  # the model's window; 0: send everything
+        self.estimate = TokenEstimate()  # learns chars per token from the server's counts
         self.record = record  # every response body, raw, one after another
         self.fallback = fallback
         self.tools = {t.name: t for t in tools}
@@ -74,6 +78,8 @@ class Turn:
         self._stream: Stream | None = None
         self._final: Done | Failed | None = None
         self._shown_text: list[str] = []  # this response's visible text, for a partial
+        self._sent: list[dict] = []  # the messages of the request in flight
+        self._squeeze: int | None = None  # prompt tokens after a "context too long" refusal
         self._open = False  # a response is streaming: its text is not in new_messages yet
         self._events = self._run()
 
@@ -169,6 +175,8 @@ class Turn:
             if error is not None:
                 log.warning("%s; trying provider.fallback", error)
             outcome = yield from self._stream_from(client)
+            if isinstance(outcome, StreamError) and outcome.retry == "trim_context":
+                outcome = yield from self._squeezed(client, outcome)
             if not isinstance(outcome, StreamError):
                 return outcome  # the Message, or None once Failed was yielded
             error = outcome  # nothing was shown: the fallback may do better
@@ -176,6 +184,22 @@ class Turn:
             error = StreamError("interrupted", "interrupted", partial=self._partial())
         yield Failed(error)
         return None
+
+    def _squeezed(self, client: ChatClient, error: StreamError) -> Iterator:
+        """The server said the prompt does not fit: once, send half of what was sent."""
+        if self._squeeze is not None:
+            return error
+        self._squeeze = self.agent.estimate.tokens(self._sent) // 2
+        log.warning("%s; trying once more with less of the conversation", error)
+        return (yield from self._stream_from(client))
+
+    def _request(self) -> list[dict]:
+        """The messages to send: the conversation, its oldest turns left out to fit."""
+        budget = (
+            prompt_budget(self.agent.context_tokens) if self._squeeze is None else self._squeeze
+        )
+        keep = 1 + len(self.new_messages)  # the user's message and this turn's answers
+        return fit(self._history + self.new_messages, budget, self.agent.estimate, keep_last=keep)
 
     def _clients(self) -> list[ChatClient]:
         return [self.agent.client] + ([self.agent.fallback] if self.agent.fallback else [])
@@ -185,7 +209,7 @@ class Turn:
         splitter = ThinkSplitter() if self.agent.strip_think_tags else None
         thought: list[str] = []
         first, tool_seen = True, False
-        messages = self._history + self.new_messages
+        self._sent = messages = self._request()
         self._open = True
         self._stream = client.stream(messages, tools=self._tool_schemas(), record=self.agent.record)
         if self._cancel.is_set():  # interrupt() came between the check and this stream
@@ -225,6 +249,7 @@ class Turn:
     def _finished(self, message: Message, thought: list[str]) -> Message:
         self._open = False
         self._add_usage(message.usage)
+        self.agent.estimate.calibrate(self._sent, (message.usage or {}).get("prompt_tokens"))
         self.model = message.model or self.model
         if not self.agent.strip_think_tags:
             return message

@@ -70,5 +70,6 @@ def agent(
         max_turns=a.max_turns,
         tool_timeout=a.tool_timeout,
         strip_think_tags=a.strip_think_tags,
+        context_tokens=a.context_tokens,
         fallback=fallback_client(config, stream),
     )

@@ -275,7 +275,10 @@ class ChatClient:
         return not cancel.wait(delay)
 
     def _learn(self, body: dict, change: str) -> bool:
-        """Remember a refusal that a changed request avoids; False if already applied."""
+        """Remember a refusal that a changed request avoids; False if already applied (or not
+        one the client can avoid: "trim_context" is the agent's, which owns the history)."""
+        if change not in ("drop_stream_options", "non_streaming"):
+            return False
         if change == "drop_stream_options" and "stream_options" not in body:
             return False
         if change == "non_streaming" and not body.get("stream"):

@@ -76,6 +76,7 @@ class AgentConfig:
     tool_timeout: float = 60.0
     strip_think_tags: bool = True
     read_dirs: tuple = ()
+    context_tokens: int = 8192  # the model's context window; 0: send the whole history
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "tool_timeout": _NUMBER,
         "strip_think_tags": bool,
         "read_dirs": _ListOf(str),
+        "context_tokens": int,
     },
     "storage": {"path": str},
 }
@@ -173,7 +175,9 @@ _POSITIVE = frozenset(
         "agent.tool_timeout",
     }
 )
-_NON_NEGATIVE = frozenset({"provider.max_retries", "streaming.buffer_threshold"})
+_NON_NEGATIVE = frozenset(
+    {"provider.max_retries", "streaming.buffer_threshold", "agent.context_tokens"}
+)
 
 # Environment variables, first found wins; HERMES_* beat the names other tools use.
 _ENV = {

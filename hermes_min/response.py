@@ -16,6 +16,19 @@ from .sse import SSEDecoder
 
 _ERROR_BODY_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
 MAX_BODY = 16 * 1024 * 1024  # a whole (non-streamed) answer; past this it is not one
+# How servers say the prompt does not fit the context (OpenAI and OpenRouter, vLLM,
+# llama.cpp's exceed_context_size_error, Anthropic-compatible gateways, TGI).
+_CONTEXT_FULL = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length exceeded",
+    "exceeds the available context size",
+    "exceed_context_size_error",
+    "longer than the maximum model length",
+    "prompt is too long",
+    "input is too long",
+    "too many tokens",
+)
 _HINTS = {
     401: "check the API key (provider.api_key, OPENAI_API_KEY or --api-key)",
     403: "the key is not allowed to use this model or endpoint",
@@ -268,6 +281,8 @@ def _retry_hint(status: int, detail: str, param: Any, body: bytes) -> str | None
         return "drop_stream_options"  # Mistral 422, Azure AI Foundry 400, Bedrock via LiteLLM 500
     if status == 400 and (param == "stream" or _refuses_streaming(detail.lower())):
         return "non_streaming"
+    if status in (400, 413, 422) and any(words in text for words in _CONTEXT_FULL):
+        return "trim_context"
     return None
 
 

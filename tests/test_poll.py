@@ -218,13 +218,13 @@ def test_a_message_the_model_refuses_does_not_block_the_others(bot, fake, server
         content_type="application/json",
         framing="length",
     )
-    server.reply(refusal, Reply(parts=answer("hi Bob")))
+    server.reply(refusal, refusal, Reply(parts=answer("hi Bob")))  # tried twice: trimmed once
     fake.queue_text(ALICE, "a very long conversation")
     fake.queue_text(BOB, "hello")
     assert bot() == 0
     assert answers(fake, BOB) == ["hi Bob"]
     assert "/new starts over" in answers(fake, ALICE)[0]
-    assert bot() == 0 and len(server.requests) == 2  # neither is asked again
+    assert bot() == 0 and len(server.requests) == 3  # neither is asked again
 
 
 def test_endless_tool_calls_end_the_turn_not_the_bot(bot, fake, server):
