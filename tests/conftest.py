@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.sse_server import SSEServer
@@ -28,6 +30,20 @@ _USER_ENV = (
     "NO_COLOR",
     "TELEGRAM_BOT_TOKEN",
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sigint_reaches_children():
+    """Child processes start with SIGINT at its default, so ^C and SIGINT tests mean something.
+
+    A shell starts a background job (`make test &`, nohup, some CI runners) with SIGINT
+    ignored, and an ignored signal stays ignored across exec: hermes would never see ^C, as
+    Python installs its KeyboardInterrupt handler only over the default. A handled signal
+    is reset to the default by exec, so handling it here is enough.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(autouse=True)

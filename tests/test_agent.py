@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -124,19 +123,19 @@ def test_a_failing_tool_returns_its_error_to_the_model(server):
 
 
 def test_a_tool_that_times_out_returns_an_error(server):
-    release = threading.Event()
+    release, finished = threading.Event(), threading.Event()
 
     @tool
     def slow() -> str:
-        """Never finishes in time."""
-        release.wait(5)
+        """Never finishes in time: it waits for the test, which waits for the turn."""
+        release.wait(30)
+        finished.set()
         return "late"
 
     server.reply(calls_reply(("c1", "slow", "{}")), Reply(parts=answer("It timed out.")))
-    started = time.monotonic()
     turn, _ = run(agent_for(server, tools=[slow], tool_timeout=0.2))
+    assert not finished.is_set()  # the turn went on without waiting for the tool
     release.set()
-    assert time.monotonic() - started < 3
     assert "timed out" in server.requests[1]["json"]["messages"][-1]["content"]
     assert turn.completed
 
@@ -234,23 +233,23 @@ def test_no_fallback_once_text_was_shown(server):
 
 
 def test_interrupt_while_a_tool_runs_stops_at_once(server):
-    started, release = threading.Event(), threading.Event()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     @tool
     def wait_forever() -> str:
-        """Blocks until released."""
+        """Blocks until released, after the turn ended."""
         started.set()
-        release.wait(10)
+        release.wait(30)
+        finished.set()
         return "never used"
 
     server.reply(calls_reply(("c1", "wait_forever", "{}"), text="Working."))
-    agent = agent_for(server, tools=[wait_forever], tool_timeout=30)
+    agent = agent_for(server, tools=[wait_forever], tool_timeout=60)
     turn = agent.turn(USER)
-    threading.Thread(target=lambda: started.wait(5) and turn.interrupt(), daemon=True).start()
-    begun = time.monotonic()
+    threading.Thread(target=lambda: started.wait(10) and turn.interrupt(), daemon=True).start()
     events = list(turn)
+    assert not finished.is_set()  # the turn ended without waiting for the tool
     release.set()
-    assert time.monotonic() - begun < 2
     assert isinstance(events[-1], Failed) and events[-1].error.kind == "interrupted"
     assert len(server.requests) == 1  # the tool's result was never sent to the model
     record = turn.record()

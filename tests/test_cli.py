@@ -14,6 +14,7 @@ import pytest
 
 from hermes_min import __version__
 from hermes_min.cli import main
+from tests.processes import wait_until_asleep
 from tests.sse_server import Hold, Reply, answer, chunk, free_port, sse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,6 +305,7 @@ def test_signal_mid_stream_keeps_text_writes_newline_and_exits(server, signum, c
     try:
         assert proc.stdout.readline() == b"partial line\n"
         assert server.holding.wait(10)
+        wait_until_asleep(proc.pid)  # on its next event, which never comes (tests/processes.py)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=10)
     finally:

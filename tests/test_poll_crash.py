@@ -23,6 +23,7 @@ import pytest
 
 from hermes_min.storage import Store
 from tests.fake_botapi import FakeBotAPI
+from tests.processes import wait_until_asleep
 from tests.sse_server import (
     Hold,
     Pause,
@@ -178,13 +179,21 @@ def quiet(result: Result) -> None:
     assert (result.rc, result.out, result.err) == (0, "", ""), result
 
 
-def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """A bounded poll on recorded state (not a sleep used as synchronisation)."""
+def bounded_wait(condition: Callable[[], bool], timeout: float) -> bool:
+    """A bounded poll on recorded state (not a sleep used as synchronisation): True once
+    `condition` holds, False if it did not within `timeout`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+            return False
         time.sleep(0.005)
+    return True
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """bounded_wait() that must succeed."""
+    if not bounded_wait(condition, timeout):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
 
 
 def signal_delivered(pid: int, signum: int) -> bool:
@@ -334,7 +343,8 @@ def test_overlapping_runs_exit_75_or_wait_for_the_lock(bot):
         second = bot.run("--once")
         assert second.rc == EX_TEMPFAIL
         assert "--wait-lock" in one_line(second)
-        assert second.seconds < 5
+        # It did not wait for the lock: the first run still holds it, mid-answer.
+        assert first.poll() is None
         assert len(bot.fake.calls_to("getUpdates")) == 1  # the second never polled
 
         waiter_started = time.monotonic()
@@ -436,11 +446,13 @@ def test_telegram_and_model_outages_exit_75_and_nothing_is_lost_or_repeated(bot)
 def test_sigterm_while_long_polling_idle_exits_0_at_once(bot):
     proc = bot.start()
     bot.fake.wait_for_pollers(1, timeout=10)
+    # Blocked on the poll's socket, not in the instant before: a signal landing there is
+    # only acted on when the 50 s poll ends (see tests/processes.py).
+    wait_until_asleep(proc.pid)
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    result = finish(proc, signalled, timeout=5)
-    quiet(result)
-    assert result.seconds < 2
+    # "At once": well before the long poll (LONG_POLL, 50 s) would have ended by itself.
+    quiet(finish(proc, signalled, timeout=20))
     assert bot.model.requests == []
 
 
@@ -486,6 +498,9 @@ def test_sigterm_mid_answer_finishes_it_saves_and_exits_0(bot):
 
 
 def test_second_sigterm_mid_answer_exits_143_and_keeps_the_partial(bot):
+    def cut() -> bool:  # the cut answer reached the chat, or the run ended
+        return bool(bot.fake.calls_to("sendMessage")) or proc.poll() is not None
+
     hold = Hold(limit=15)
     _stream_with_hold(bot, hold)
     bot.fake.queue_text(111, "tell me")
@@ -497,15 +512,14 @@ def test_second_sigterm_mid_answer_exits_143_and_keeps_the_partial(bot):
         cut_at = time.monotonic()
         # CPython keeps a flag per signal, not a count: a second SIGTERM that arrives before
         # the interpreter ran the handler for the first merges with it. So the second is
-        # repeated until the run ends (each poll is bounded; more signals change nothing).
-        for _ in range(5):
+        # repeated while nothing shows the cut. Not after the cut answer reached the chat:
+        # hermes then restores the default SIGTERM action on its way out, and a late one
+        # would kill it (-15) instead of letting it exit 143.
+        for _ in range(10):
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=1)
+            if bounded_wait(cut, 2):
                 break
-            except subprocess.TimeoutExpired:
-                continue
-        result = finish(proc, cut_at, timeout=5)
+        result = finish(proc, cut_at, timeout=20)
     finally:
         hold.release.set()
     assert result.rc == 128 + signal.SIGTERM, result

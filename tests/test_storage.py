@@ -450,10 +450,11 @@ def test_two_stores_on_one_file_and_a_held_lock(tmp_path):
         with bot.transaction():
             bot.set_state("telegram.offset", 1)
             assert user.get_state("telegram.offset") is None  # readers never wait in WAL mode
-            started = time.monotonic()
             with pytest.raises(StorageError) as locked:
                 user.set_state("x", 1)
-            assert time.monotonic() - started < 2
+            # A writer waits `timeout` for the lock (SQLite's busy timeout), not the default
+            # 5 s: the setting, not a stopwatch, so load cannot fail it.
+            assert user._db.execute("PRAGMA busy_timeout").fetchone()[0] == 50
         assert str(locked.value) == (
             f"the conversation store {path} is locked by another process; try again when it is done"
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import threading
 
 import pytest
 
@@ -13,7 +13,7 @@ from hermes_min.message import Message, ToolCall
 from hermes_min.telegram.botapi import BotAPI
 from hermes_min.telegram.pacing import Budgets
 from hermes_min.telegram.streamer import TelegramStreamer
-from tests.fake_botapi import FakeBotAPI
+from tests.fake_botapi import FakeBotAPI, FakeClock
 
 USER, GROUP = 4242, -100777
 FAST = 0.02  # seconds between calls to one chat, on both sides, so tests stay quick
@@ -263,17 +263,59 @@ def test_tool_only_answer_says_so(fake, api):
 
 
 def test_one_budget_per_chat_spaces_every_call(fake, api):
-    budgets = Budgets(0.2, group_interval=0.2, group_window=1.0)
-    out = TelegramStreamer(api, GROUP, edit_interval=0.2, buffer_threshold=5, budgets=budgets)
+    interval = 0.2
+    budgets = Budgets(interval, group_interval=interval, group_window=1.0)
+    out = TelegramStreamer(api, GROUP, edit_interval=interval, buffer_threshold=5, budgets=budgets)
     for piece in ["one two ", "three four ", "five six "]:
         out.handle(TextDelta(piece))
         fake.wait_for_calls(len(fake.calls) + 1)
     finish(out, "one two three four five six")
-    times = [c.time for c in fake.calls]
-    assert len(times) >= 4
-    # The client spaces calls 0.2 s apart; server-side timestamps can bunch a little under
-    # load, but an unpaced client would send them within milliseconds.
-    assert all(b - a >= 0.15 for a, b in zip(times, times[1:]))
+    calls = fake.calls
+    assert len(calls) >= 4 and {c.method for c in calls} >= {"sendMessage", "editMessageText"}
+    # Server-side times of neighbours prove nothing under load: a call held up on its way in
+    # leaves a short gap to the next. Two apart they do: the streamer sends one call at a
+    # time, so call k was answered before call k+1 was paid for, and call k+2 waited out the
+    # budget after that payment. An unpaced streamer sends all of them milliseconds apart.
+    for before, paid, after in zip(calls, calls[1:], calls[2:]):
+        share = 0.5 if paid.method == "sendChatAction" else 1.0  # typing costs half
+        gap = after.time - before.time
+        assert gap >= share * interval - 1e-9, (paid.method, gap)  # 1e-9: float rounding
+
+
+def test_a_chat_budget_on_an_injected_clock():
+    clock = FakeClock()
+    budgets = Budgets(1.0, group_interval=3.0, group_limit=2, group_window=10.0, clock=clock)
+    chat = budgets.for_chat(USER)
+    assert budgets.for_chat(USER) is chat and chat.ready()
+    chat.spend()
+    assert chat.ready_at() == clock.now + 1.0 and not chat.ready()
+    clock.advance(0.5)
+    assert not chat.ready()
+    clock.advance(0.5)
+    assert chat.ready()
+    chat.spend(0.5)  # a chat action: the next call may follow after half the interval
+    assert chat.ready_at() == clock.now + 0.5
+    clock.advance(0.5)
+    chat.pause(4.0)  # a 429: exactly its retry_after, from now
+    assert chat.ready_at() == clock.now + 4.0
+    clock.advance(4.0)
+    assert chat.ready()
+
+    group = budgets.for_chat(GROUP)
+    assert group.interval == 3.0  # the group interval, not the chat one
+    start = clock.now
+    group.spend()
+    clock.advance(3.0)
+    assert group.ready()
+    group.spend(0.5)  # a chat action is no message: it does not count towards the window
+    clock.advance(1.5)
+    assert group.ready()
+    group.spend()  # the window's second message: a third waits until the first leaves it
+    assert group.ready_at() == start + 10.0
+    clock.advance(5.0)
+    assert not group.ready()
+    clock.advance(0.5)
+    assert group.ready()
 
 
 def test_groups_are_paced_at_twenty_a_minute_by_default():
@@ -340,6 +382,8 @@ def test_a_429_on_the_final_waits_exactly_and_still_delivers(fake, api):
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
     delivery = finish(streamer(api, GROUP, enabled=False), "patience")
     first, second = fake.calls_to("sendMessage")
+    # A lower bound that load cannot break: the pause starts when the 429 arrives, which is
+    # after the fake stamped the first call, and the second is stamped after the pause.
     assert second.time - first.time >= 1.0 and delivery.complete
 
 
@@ -348,9 +392,16 @@ def test_a_429_longer_than_the_final_deadline_fails_at_once(fake, api, monkeypat
 
     monkeypatch.setattr(telegram, "MAX_FINAL_WAIT", 2.0)
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 60", retry_after=60)
-    started = time.monotonic()
-    delivery = finish(streamer(api, GROUP, enabled=False), "never")
-    assert time.monotonic() - started < 1.5
+    # The streamer's clock never moves: one that waited for the 429, or for its deadline,
+    # would wait for ever. Returning at all shows it gave up at once.
+    frozen = Budgets(0.0, group_interval=0.0, clock=FakeClock())
+    out = streamer(api, GROUP, enabled=False, budgets=frozen)
+    done = []
+    closing = threading.Thread(target=lambda: done.append(finish(out, "never")), daemon=True)
+    closing.start()
+    closing.join(30)  # bounded: a streamer that waits never returns
+    assert done, "the streamer waited for a 429 longer than its deadline"
+    delivery = done[0]
     assert not delivery.already_sent and "wait 60 s" in delivery.describe()
 
 

@@ -529,10 +529,10 @@ def never():
 def test_a_tool_that_runs_too_long_times_out(never):
     slow = tool(lambda: never.wait(), name="slow")
     start = time.monotonic()
-    result = run_tool(slow, "{}", timeout=0.2)
+    result = run_tool(slow, "{}", timeout=0.2)  # the tool never returns: only a timeout ends it
     elapsed = time.monotonic() - start
     assert result == ToolResult(False, "error: slow timed out after 0.2 s")
-    assert 0.2 <= elapsed < 1.0
+    assert elapsed >= 0.2  # not before its time (a lower bound: load only lengthens it)
 
 
 def test_cancel_interrupts_a_running_tool_at_once(never):
@@ -544,15 +544,15 @@ def test_cancel_interrupts_a_running_tool_at_once(never):
         return "too late"
 
     def interrupter() -> None:
-        started.wait(5)
+        started.wait(10)
         cancel.set()
 
     threading.Thread(target=interrupter, daemon=True).start()
-    start = time.monotonic()
-    result = run_tool(tool(blocked), "{}", timeout=10, cancel=cancel)
+    # The tool never returns and the timeout is far off: only the cancel can end the call
+    # now, and a timeout would say so (interrupted is False then).
+    result = run_tool(tool(blocked), "{}", timeout=60, cancel=cancel)
     assert result.interrupted and not result.ok
     assert started.is_set()
-    assert time.monotonic() - start < 1.0
 
 
 def test_a_cancel_set_before_the_call_does_not_run_the_tool():
