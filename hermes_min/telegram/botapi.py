@@ -57,17 +57,22 @@ class _RedactTokens(logging.Filter):
 
 
 def telegram_settings(
-    proxy: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 30.0
+    proxy: str | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    secrets: tuple[str, ...] = (),
 ) -> HttpSettings:
     """The Bot API's HTTP settings: the CA environment variables and the system store.
 
     Not provider.ca_bundle: that may hold only an internal CA, which would make every call to
-    api.telegram.org fail.
+    api.telegram.org fail. `secrets`: the token, which every request's URL path holds, so
+    the connection's own messages leave it out.
     """
     return HttpSettings(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         proxy=proxy,
+        secrets=secrets,
         ca_hint="set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to a CA file that has Telegram's",
         proxy_hint="check telegram.proxy / HTTPS_PROXY / NO_PROXY",
         connect_hint="the network or telegram.proxy",
@@ -95,7 +100,7 @@ class BotAPI:
         self._api_base = api_base.rstrip("/")
         self._own_http = http is None  # a session the caller passed in stays theirs
         self._http: HttpSession | None = http or HttpSession(
-            telegram_settings(proxy, connect_timeout, read_timeout)
+            telegram_settings(proxy, connect_timeout, read_timeout, self._secrets)
         )
         self._timeouts = self._http.timeout
         # urllib3 logs every request path at DEBUG; without this a debug log would hold the
