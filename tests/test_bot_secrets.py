@@ -1,5 +1,5 @@
 """Issue 10: the bot token and the API keys never reach stderr, a log or a chat, whatever a
-gateway echoes back."""
+gateway echoes back or a model repeats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import pytest
 from hermes_min.cli import main
 from hermes_min.connection import HttpSession
 from hermes_min.errors import NetworkError
+from hermes_min.events import Done, TextDelta
+from hermes_min.message import Message
 from hermes_min.telegram.botapi import BotAPI, telegram_settings
+from hermes_min.telegram.pacing import Budgets
+from hermes_min.telegram.streamer import TelegramStreamer
 from tests.fake_botapi import FakeBotAPI
 from tests.sse_server import Reply as ModelReply
 from tests.sse_server import answer as model_answer
@@ -88,6 +92,38 @@ def test_a_gateway_echoing_the_token_never_shows_it(
     for text in (out, err, logs, everything_said(fake)):
         assert secret_part(fake.token) not in text
         assert API_KEY not in text
+
+
+def test_a_model_repeating_secrets_never_puts_them_in_a_chat(fake, server, config):
+    token_secret = secret_part(fake.token)
+    pieces = ["Your key is ", API_KEY[:9], API_KEY[9:20], API_KEY[20:], " and the token "]
+    pieces += [fake.token[:15], fake.token[15:], " is also here. Done."]
+    server.reply(ModelReply(parts=model_answer(*pieces)))
+    fake.queue_text(ALICE, "what are your secrets?")
+    assert main(["telegram", "poll", "--once", "--config", str(config)]) == 0
+    said = everything_said(fake)
+    assert fake.texts(ALICE) == ["Your key is [secret] and the token [secret] is also here. Done."]
+    # Not even the start of one in a preview: a frame never ends in part of a secret.
+    for secret in (API_KEY, token_secret):
+        assert secret[:8] not in said
+
+
+def test_previews_hold_back_what_may_be_the_start_of_a_secret(fake):
+    secret = "hunter2-very-secret-value"
+    budgets = Budgets(0.02, group_interval=0.02, group_window=1.0)
+    with BotAPI(fake.token, fake.api_base) as api:
+        out = TelegramStreamer(api, -100900, buffer_threshold=1, secrets=(secret,), budgets=budgets)
+        out.handle(TextDelta("The password is hunt"))
+        fake.wait_for_calls(1, "sendMessage")  # the first preview
+        out.handle(TextDelta("er2-very"))  # still maybe the secret: held back
+        out.handle(TextDelta("-secret-value, keep it"))
+        fake.wait_for_calls(1, "editMessageText")
+        out.handle(Done(Message(content="The password is " + secret + ", keep it")))
+        out.close()
+    previews = [c.payload["text"] for c in fake.calls if "text" in c.payload]
+    assert previews[0].startswith("The password is ") and "hunt" not in previews[0]
+    assert all(secret[:4] not in text for text in previews)
+    assert fake.texts(-100900) == ["The password is [secret], keep it"]
 
 
 # ---------------------------------------------------------------------------- 8. connection

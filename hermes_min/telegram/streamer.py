@@ -23,6 +23,8 @@ TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
 DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
 FINAL_ATTEMPTS = 6
 MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
+# What a chat sees instead of a secret: not "***", which Markdown reads as a rule or emphasis.
+HIDDEN = "[secret]"
 
 
 @dataclass
@@ -89,8 +91,11 @@ class TelegramStreamer:
         tool_progress: bool = False,
         announce_failures: bool = True,
         budgets: Budgets | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self._api, self._chat, self._thread, self._reply_to = api, chat_id, thread_id, reply_to
+        # Never sent to a chat, not even in part: a model may repeat a key it was shown.
+        self._secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len))[::-1]
         self._enabled, self._threshold, self._cursor = enabled, buffer_threshold, cursor
         self._parse_mode, self._tool_progress = parse_mode, tool_progress
         # False for the cron bot: a model failure before any text sends nothing, so the
@@ -215,7 +220,7 @@ class TelegramStreamer:
         for note in notes:
             mark = "\u2026" if note.started else ("\u2713" if note.ok else "\u2717")
             self._progress[note.call_id] = f"\u2699 {note.name} {mark}"
-        text = "\n".join(self._progress.values())
+        text = self._scrub("\n".join(self._progress.values()))
         self._wait_for_budget()  # progress waits its turn; only a 429 can drop an update
         if self._progress_id is None:
             sent = self._interim_call(
@@ -268,7 +273,7 @@ class TelegramStreamer:
         )
 
     def _frame(self, text: str, keepalive: bool = False) -> None:
-        body = interim(render_plain(text), self._cursor)
+        body = interim(render_plain(self._scrub(text, partial=True)), self._cursor)
         if body == self._shown and not keepalive:
             self._shown_len = len(text)  # identical frames are not sent
             return
@@ -372,10 +377,19 @@ class TelegramStreamer:
         if not content.strip():
             return
         self._deadline = self._clock() + MAX_FINAL_WAIT  # one deadline for the whole delivery
-        parts = self._parts(content)
+        parts = self._parts(self._scrub(content))
         self.delivery.parts_total += len(parts)
         for index, (formatted, plain) in enumerate(parts):
             self._deliver(index, formatted, plain)
+
+    def _scrub(self, text: str, *, partial: bool = False) -> str:
+        """`text` without the known secrets; for a preview (`partial`) also without a tail
+        that may be the start of one, so no frame shows even part of a key."""
+        for secret in self._secrets:
+            text = text.replace(secret, HIDDEN)
+        if partial:
+            text = text[: len(text) - _secret_start(text, self._secrets)]
+        return text
 
     def _parts(self, content: str) -> list[tuple[str, str]]:
         """(formatted, plain) for each message the answer needs, measured after rendering."""
@@ -488,7 +502,8 @@ def streamer_for(
     announce_failures: bool = True,
 ) -> TelegramStreamer:
     """A streamer into one chat, set up from the streaming and telegram settings."""
-    s = config.streaming
+    p, s = config.provider, config.streaming
+    keys = (p.api_key, p.fallback.get("api_key"))
     return TelegramStreamer(
         api,
         chat_id,
@@ -503,6 +518,7 @@ def streamer_for(
         tool_progress=config.telegram.tool_progress,
         announce_failures=announce_failures,
         budgets=budgets,
+        secrets=(*api.secrets, *(k for k in keys if isinstance(k, str))),
     )
 
 
@@ -551,6 +567,18 @@ def _final_text(end: object, streamed: str) -> tuple[str, bool]:
     if not text.strip():
         return f"[no answer: {reason}]", False
     return f"{text.rstrip()}\n\n[answer cut off: {reason}]", False
+
+
+def _secret_start(text: str, secrets: tuple[str, ...]) -> int:
+    """The length of the longest end of `text` that begins one of `secrets` (0: none);
+    ends shorter than 4 characters tell nothing ("sk-") and are left alone."""
+    longest = 3
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), longest, -1):
+            if text.endswith(secret[:size]):
+                longest = size
+                break
+    return longest if longest > 3 else 0
 
 
 _CHAT_REASONS = {
