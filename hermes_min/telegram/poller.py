@@ -22,6 +22,7 @@ from .botapi import BotAPI
 from .pacing import Budgets
 from .runlock import EX_TEMPFAIL
 from .signals import Signals
+from .updates import Incoming, Update, json_type, read_batch
 
 if TYPE_CHECKING:  # loaded only when a message is answered: a quiet cron run needs neither
     from ..agent import Agent, Turn
@@ -33,22 +34,9 @@ LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
-_USER_CONTENT = frozenset(
-    {
-        "photo",
-        "document",
-        "voice",
-        "video",
-        "video_note",
-        "audio",
-        "sticker",
-        "animation",
-        "location",
-        "venue",
-        "contact",
-        "poll",
-        "dice",
-    }
+_REFUSED = (
+    "I could not answer that (the model stopped with an error; if this conversation has "
+    "grown long, /new starts over)."
 )
 
 
@@ -89,7 +77,7 @@ class Poller:
             except PollError as error:
                 if once or error.exit_code != EX_TEMPFAIL or error.final:
                     raise
-                failures = self._back_off(failures, error)
+                failures = self._back_off(failures, str(error), retry_after=error.retry_after)
                 continue
             if not updates and once:
                 break
@@ -97,7 +85,11 @@ class Poller:
             if outcome == "retry":
                 if once:
                     raise PollError("will retry the next run: " + self._last_reason, EX_TEMPFAIL)
-                failures = self._back_off(failures, PollError(self._last_reason, EX_TEMPFAIL))
+                failures = self._back_off(failures, self._last_reason)
+            elif outcome == "stalled":
+                if once:
+                    break  # only updates that cannot be confirmed yet: the next run will see
+                failures = self._back_off(failures, self._last_reason, level=logging.INFO)
             else:
                 failures = 0
         return self._exit_code(once)
@@ -121,21 +113,31 @@ class Poller:
             return 0  # a long poll stopped by a signal has done its job
         return 128 + self.signals.signum
 
-    def _fetch(self, timeout: int) -> list[dict]:
+    def _fetch(self, timeout: int) -> list[Update]:
         offset = self.store.get_state(self.offset_key)
         try:
             self.signals.idle = True
-            return self.api.get_updates(offset=offset, timeout=timeout, allowed_updates=["message"])
+            result = self.api.get_updates(
+                offset=offset, timeout=timeout, allowed_updates=["message"]
+            )
         except TelegramError as error:
             raise poll_error(error) from None
         finally:
             self.signals.idle = False
+        return read_batch(_checked_list(result), offset)
 
-    def _back_off(self, failures: int, error: PollError) -> int:
+    def _back_off(
+        self,
+        failures: int,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        level: int = logging.WARNING,
+    ) -> int:
         """Wait longer after each failure in a row (never spin); a signal ends the wait."""
         delay = min(2.0**failures, 60.0) * random.uniform(0.8, 1.2)
-        delay = max(delay, error.retry_after or 0.0)
-        log.warning("%s; trying again in %.0f s", error, delay)
+        delay = max(delay, retry_after or 0.0)
+        log.log(level, "%s; trying again in %.0f s", reason, delay)
         try:
             self.signals.idle = True
             self.signals.stop.wait(delay)
@@ -146,77 +148,77 @@ class Poller:
         return failures + 1
 
     def _handle_all(
-        self, updates: list[dict], deadline: float | None, max_updates: int | None
+        self, updates: list[Update], deadline: float | None, max_updates: int | None
     ) -> str:
+        """ "done", "retry" (an outage: nothing after it is started), or "stalled" (nothing
+        in the batch could be confirmed, so fetching again at once would return it again)."""
+        progress = False
         for update in updates:
             if self._should_stop(deadline, max_updates):
                 return "done"
             if self._handle(update) == "retry":
                 return "retry"  # order matters: nothing after it is started
             self.handled += 1
+            progress = progress or update.offset is not None
+        if updates and not progress:
+            self._last_reason = "Telegram sent only updates that cannot be confirmed yet"
+            return "stalled"
         return "done"
 
     # ---------------------------------------------------------------- one update
 
-    def _handle(self, update: dict) -> str:
-        message = update.get("message")
-        if not isinstance(message, dict):
-            return self._skip(update)  # nothing else is asked for; confirm and move on
+    def _handle(self, update: Update) -> str:
+        if update.problem:
+            # Never the update itself: it may hold a message's text.
+            log.info("skipped %s: %s", update.label, update.problem)
+            return self._commit(update)
+        message = update.message
+        if message is None:
+            return self._commit(update)  # nothing else is asked for; confirm and move on
         verdict = self.access.verdict(message)
         if verdict == "deny":
             self._deny(message)
         if verdict != "answer":
-            return self._skip(update)
-        text = message.get("text")
-        if not isinstance(text, str):
-            if _USER_CONTENT.intersection(message):  # not for joins, pins, topic events
+            return self._commit(update)
+        if message.text is None:
+            if message.has_content:  # not for joins, pins, topic events
                 self._say(message, _TEXT_ONLY)
-            return self._skip(update)
-        command = self.access.command(text)
+            return self._commit(update)
+        command = self.access.command(message.text)
         if command in ("/start", "/help"):
             self._say(message, _HELP)
-            return self._skip(update)
+            return self._commit(update)
         if command == "/new":
-            return self._new(update, message)
-        return self._answer(update, message, self.access.strip_mention(text))
+            self._commit(update, lambda: self.store.reset_key(message.key))
+            self._say(message, _NEW)
+            return "done"
+        return self._answer(update, message, self.access.strip_mention(message.text))
 
-    def _skip(self, update: dict) -> str:
-        with self.store.transaction():
-            self.store.set_state(self.offset_key, update["update_id"] + 1)
-        return "done"
-
-    def _new(self, update: dict, message: dict) -> str:
-        with self.store.transaction():
-            self.store.reset_key(_key(message))
-            self.store.set_state(self.offset_key, update["update_id"] + 1)
-        self._say(message, _NEW)
-        return "done"
-
-    def _answer(self, update: dict, message: dict, text: str) -> str:
+    def _answer(self, update: Update, message: Incoming, text: str) -> str:
         from .streamer import stream_into, streamer_for  # here: quiet runs never load it
 
         agent = self._agent_or_retry()
         if agent is None:
             return "retry"
-        conversation = Conversation.for_key(self.store, _key(message), model=agent.client.model)
+        conversation = Conversation.for_key(self.store, message.key, model=agent.client.model)
         streamer = streamer_for(
             self.api,
             self.config,
-            message["chat"]["id"],
-            thread_id=_thread(message),
-            reply_to=message.get("message_id"),
+            message.chat_id,
+            thread_id=message.thread_id,
+            reply_to=message.message_id,
             budgets=self.budgets,
             announce_failures=False,
         )
-        turn = conversation.ask(agent, text)
-        try:
-            delivery = stream_into(turn, streamer)
-        except KeyboardInterrupt:  # a second signal: what reached the chat is kept
-            delivery = streamer.close()  # (waits, if the cut was mid-delivery)
-            if delivery.parts_sent or (delivery.error is not None and delivery.error.uncertain):
-                self._record(update, conversation, turn, delivery)
-            raise
-        return self._settle(update, conversation, turn, delivery, streamer)
+        with conversation.ask(agent, text) as turn:
+            try:
+                delivery = stream_into(turn, streamer)
+            except KeyboardInterrupt:  # a second signal: what reached the chat is kept
+                delivery = streamer.close()  # (waits, if the cut was mid-delivery)
+                if delivery.parts_sent or (delivery.error is not None and delivery.error.uncertain):
+                    self._record(update, conversation, turn, delivery)
+                raise
+            return self._settle(update, message, conversation, turn, delivery, streamer)
 
     def _agent_or_retry(self) -> Agent | None:
         """The agent (built at the first message); None if the model cannot be reached now."""
@@ -233,7 +235,8 @@ class Poller:
 
     def _settle(
         self,
-        update: dict,
+        update: Update,
+        message: Incoming,
         conversation: Conversation,
         turn: Turn,
         delivery: Delivery,
@@ -247,9 +250,9 @@ class Poller:
             return self._record(update, conversation, turn, delivery)  # it may be there
         model_error = _turn_error(turn)
         if model_error is not None and not model_error.outage:
-            return self._refused(update, conversation, turn, delivery, model_error)
+            return self._refused(update, message, conversation, turn, delivery, model_error)
         if error is not None and not (error.transient or error.rate_limited):
-            log.error("update %s skipped: %s", update["update_id"], error)
+            log.error("update %s skipped: %s", update.update_id, error)
             return self._record(update, conversation, turn, delivery)  # retrying cannot help
         self._last_reason = str(model_error or error or "nothing was delivered")
         streamer.discard_preview()  # the next try starts clean
@@ -257,7 +260,8 @@ class Poller:
 
     def _refused(
         self,
-        update: dict,
+        update: Update,
+        message: Incoming,
         conversation: Conversation,
         turn: Turn,
         delivery: Delivery,
@@ -266,76 +270,82 @@ class Poller:
         """The model cannot answer this message; say so, and let the next ones through."""
         if error.misconfigured:
             raise PollError(f"the model refused: {error}")
-        log.warning("update %s: %s", update["update_id"], error)
-        message = update["message"]
-        self._say(
-            message,
-            "I could not answer that (the model stopped with an error; if "
-            "this conversation has grown long, /new starts over).",
-        )
+        log.warning("update %s: %s", update.update_id, error)
+        self._say(message, _REFUSED)
         return self._record(update, conversation, turn, delivery)
 
     def _record(
-        self, update: dict, conversation: Conversation, turn: Turn, delivery: Delivery
+        self, update: Update, conversation: Conversation, turn: Turn, delivery: Delivery
     ) -> str:
-        with self.store.transaction():
-            conversation.save(turn)
-            self.store.set_state(self.offset_key, update["update_id"] + 1)
+        self._commit(update, lambda: conversation.save(turn))
         if delivery.complete:
-            log.info("answered update %s in chat %s", update["update_id"], conversation.key)
+            log.info("answered update %s in chat %s", update.update_id, conversation.key)
         else:
-            log.warning("update %s: %s", update["update_id"], delivery.describe())
+            log.warning("update %s: %s", update.update_id, delivery.describe())
         return "done"
 
-    def _deny(self, message: dict) -> None:
+    def _commit(self, update: Update, write: Callable[[], None] | None = None) -> str:
+        """Write the update's offset (and `write`'s changes) in one transaction."""
+        with self.store.transaction():
+            if write is not None:
+                write()
+            if update.offset is not None:
+                self.store.set_state(self.offset_key, update.offset)
+        return "done"
+
+    def _deny(self, message: Incoming) -> None:
         """Tell a stranger once (only if deny_message is set); never more than that."""
         if not self.config.telegram.deny_message:
             return
-        told = f"{self.offset_key}.denied.{(message.get('from') or {}).get('id')}"
+        told = f"{self.offset_key}.denied.{message.sender_key}"
         if self.store.get_state(told) is None:
             with self.store.transaction():
                 self.store.set_state(told, 1)
             self._say(message, self.config.telegram.deny_message)
 
-    def _say(self, message: dict, text: str) -> None:
+    def _say(self, message: Incoming, text: str) -> None:
         """A short reply; best effort (a failure is logged, the update still counts)."""
         try:
             self.api.send_message(
-                message["chat"]["id"],
+                message.chat_id,
                 text,
-                message_thread_id=_thread(message),
-                reply_to_message_id=message.get("message_id"),
+                message_thread_id=message.thread_id,
+                reply_to_message_id=message.message_id,
             )
         except TelegramError as error:
-            log.warning("could not reply in chat %s: %s", message["chat"].get("id"), error)
+            log.warning("could not reply in chat %s: %s", message.chat_id, error)
 
 
 def get_me(api: BotAPI) -> dict:
     """The bot's user (id, username); a bad token or an outage is a PollError."""
     try:
-        return api.get_me()
+        bot = api.get_me()
     except TelegramError as error:
         raise poll_error(error) from None
+    if not (isinstance(bot, dict) and _is_int(bot.get("id"))):
+        raise poll_error(_not_api("getMe", "its result is not the bot's user"))
+    if not isinstance(bot.get("username"), str):
+        bot = {**bot, "username": ""}
+    return bot
 
 
 def whoami(api: BotAPI) -> list[str]:
     """One line per sender of the pending messages (nothing is confirmed or answered)."""
     try:
-        updates = api.get_updates(timeout=0)  # no offset: confirms nothing
+        result = api.get_updates(timeout=0)  # no offset: confirms nothing
     except TelegramError as error:
         raise poll_error(error) from None
     seen, lines = set(), []
-    for update in updates:
-        message = update.get("message") or update.get("edited_message") or {}
-        sender, chat = message.get("from") or {}, message.get("chat") or {}
-        if not sender or (sender.get("id"), chat.get("id")) in seen:
+    for update in read_batch(_checked_list(result), None, kinds=("message", "edited_message")):
+        message = update.message
+        if message is None or (message.sender_id, message.chat_id) in seen:
             continue
-        seen.add((sender.get("id"), chat.get("id")))
-        name = " ".join(filter(None, [sender.get("first_name"), sender.get("last_name")]))
-        handle = f" @{sender['username']}" if sender.get("username") else ""
-        lines.append(
-            f"user {sender.get('id')}{handle} ({name}) in {chat.get('type')} chat {chat.get('id')}"
-        )
+        seen.add((message.sender_id, message.chat_id))
+        where = f"in {message.chat_type or 'a'} chat {message.chat_id}"
+        if message.sender_id is not None:
+            lines.append(f"user {message.sender_id}{message.sender_name} {where}")
+        elif message.sender_chat_id is not None:
+            lines.append(f"chat {message.sender_chat_id} (on behalf of a chat) {where}")
     return lines
 
 
@@ -369,19 +379,28 @@ def poll_error(error: TelegramError) -> PollError:
     )
 
 
+def _checked_list(result: object) -> list:
+    """getUpdates' result, which must be a list; anything else is not the Bot API talking."""
+    if isinstance(result, list):
+        return result
+    what = json_type(result)
+    raise poll_error(_not_api("getUpdates", f"its result is {what}, not a list of updates"))
+
+
+def _not_api(method: str, what: str) -> TelegramError:
+    # error_code 200: the HTTP reply was a success, its content was not the Bot API's.
+    return TelegramError(
+        method, f"{what} (a proxy or gateway in between?)", kind="not_api", error_code=200
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _turn_error(turn: Turn) -> StreamError | None:
     try:
         turn.result()
     except StreamError as error:
         return error
     return None
-
-
-def _thread(message: dict) -> int | None:
-    # Only a topic message names a thread a reply can go to (a reply chain's id is not one).
-    return message.get("message_thread_id") if message.get("is_topic_message") else None
-
-
-def _key(message: dict) -> str:
-    """Each chat, and each forum topic, has its own conversation."""
-    return f"telegram:{message['chat']['id']}:{_thread(message) or 0}"
