@@ -12,6 +12,7 @@ from typing import Any, Callable
 from ..config import Config
 from ..errors import StreamError, TelegramError
 from ..events import Answer, Done, Failed, SegmentBreak, TextDelta, ToolProgress
+from ..message import Message
 from .botapi import BotAPI
 from .markdown import render, render_plain
 from .pacing import Budgets
@@ -23,6 +24,7 @@ TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
 DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
 FINAL_ATTEMPTS = 6
 MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
+LENGTH_CUT = "[cut: the model's length limit]"  # finish_reason "length": max_tokens and the like
 # What a chat sees instead of a secret: not "***", which Markdown reads as a rule or emphasis.
 HIDDEN = "[secret]"
 
@@ -551,11 +553,7 @@ def _ending(answer: Answer) -> Failed:
 def _final_text(end: object, streamed: str) -> tuple[str, bool]:
     """The final message's Markdown, and whether it is the whole answer."""
     if isinstance(end, Done):
-        message = end.message
-        if message.content.strip():
-            return message.content, True
-        names = ", ".join(call.name for call in message.tool_calls)
-        return (f"[the model asked for tools: {names}]" if names else "[empty answer]"), True
+        return _done_text(end.message), True
     if isinstance(end, Failed):
         partial = end.error.partial
         text = partial.content if partial is not None else streamed
@@ -567,6 +565,17 @@ def _final_text(end: object, streamed: str) -> tuple[str, bool]:
     if not text.strip():
         return f"[no answer: {reason}]", False
     return f"{text.rstrip()}\n\n[answer cut off: {reason}]", False
+
+
+def _done_text(message: Message) -> str:
+    """The final of a whole answer; one the model's length limit cut says so at its end."""
+    content = message.content
+    if not content.strip():
+        names = ", ".join(call.name for call in message.tool_calls)
+        content = f"[the model asked for tools: {names}]" if names else ""
+    if message.finish_reason == "length":
+        return f"{content.rstrip()}\n\n{LENGTH_CUT}" if content.strip() else LENGTH_CUT
+    return content or "[empty answer]"
 
 
 def _secret_start(text: str, secrets: tuple[str, ...]) -> int:
