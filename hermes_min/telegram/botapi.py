@@ -133,11 +133,24 @@ class BotAPI:
 
     # ------------------------------------------------------------------ the funnel
 
-    def _call(self, method: str, payload: dict, *, read_timeout: float | None = None) -> Any:
-        """POST `payload` as JSON to `method`; return `result` or raise TelegramError."""
+    def _call(
+        self,
+        method: str,
+        payload: dict,
+        *,
+        read_timeout: float | None = None,
+        within: float | None = None,
+    ) -> Any:
+        """POST `payload` as JSON to `method`; return `result` or raise TelegramError.
+
+        `within`: the caller must be done in that many seconds, so neither the connect nor
+        the read may wait longer (a reply that comes later is lost: `uncertain`).
+        """
         if self._http is None:
             raise RuntimeError("BotAPI is closed")
         timeout = (self._timeouts[0], read_timeout or self._timeouts[1])
+        if within is not None:
+            timeout = (min(timeout[0], within), min(timeout[1], within))
         log.debug("-> %s chat_id=%s keys=%s", method, payload.get("chat_id"), sorted(payload))
         try:
             response = self._http.request(
@@ -220,8 +233,9 @@ class BotAPI:
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
         disable_link_preview: bool = False,
+        timeout: float | None = None,
     ) -> dict:
-        """Send a text message; returns the sent Message."""
+        """Send a text message; returns the sent Message (`timeout`: see `_call`'s within)."""
         payload = _payload(
             chat_id=chat_id, text=text, parse_mode=parse_mode, message_thread_id=message_thread_id
         )
@@ -234,7 +248,7 @@ class BotAPI:
             }
         if disable_link_preview:
             payload["link_preview_options"] = {"is_disabled": True}
-        return self._call("sendMessage", payload)
+        return self._call("sendMessage", payload, within=timeout)
 
     def edit_message_text(
         self,
@@ -244,13 +258,14 @@ class BotAPI:
         *,
         parse_mode: str | None = None,
         disable_link_preview: bool = False,
+        timeout: float | None = None,
     ) -> dict | bool:
-        """Replace a message's text; returns the edited Message."""
+        """Replace a message's text; returns the edited Message (`timeout`: see `_call`)."""
         # No message_thread_id here: "the message already lives in its topic".
         payload = _payload(chat_id=chat_id, message_id=message_id, text=text, parse_mode=parse_mode)
         if disable_link_preview:
             payload["link_preview_options"] = {"is_disabled": True}
-        return self._call("editMessageText", payload)
+        return self._call("editMessageText", payload, within=timeout)
 
     def delete_message(self, chat_id: int | str, message_id: int) -> bool:
         """Delete one message; returns True."""
