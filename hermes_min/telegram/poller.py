@@ -4,6 +4,11 @@ The update offset and the chat's conversation are written in one transaction aft
 update is handled, and Telegram only learns the offset (which confirms updates) at the
 next getUpdates: a run killed at any instant loses nothing, and the only update that can
 be answered twice is one whose answer Telegram accepted just before the kill.
+
+Every answer is bounded: by telegram.answer_timeout, and with --max-seconds N by N plus
+ANSWER_GRACE. A cut answer is delivered as far as it came, marked as too long, and counts
+as answered; delivering it has DELIVERY_GRACE more, so a run holds its lock at most
+N + ANSWER_GRACE + DELIVERY_GRACE seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ if TYPE_CHECKING:  # loaded only when a message is answered: a quiet cron run ne
 log = logging.getLogger(__name__)
 
 LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
+ANSWER_GRACE = 10.0  # seconds an answer still running at --max-seconds may go on
+DELIVERY_GRACE = 20.0  # seconds to deliver an answer once it was cut
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
@@ -62,12 +69,14 @@ class Poller:
         self.offset_key = f"telegram.{self.access.bot_id}.offset"
         self.handled = 0
         self._last_reason = ""
+        self._deadline: float | None = None  # --max-seconds, on time.monotonic()
 
     # ---------------------------------------------------------------- the loop
 
     def run(self, *, once: bool, max_seconds: float | None, max_updates: int | None) -> int:
         """Poll until done (once), a limit, or a signal; return the exit code."""
         deadline = time.monotonic() + max_seconds if max_seconds is not None else None
+        self._deadline = deadline
         failures = 0
         while not self._should_stop(deadline, max_updates):
             try:
@@ -134,9 +143,12 @@ class Poller:
         retry_after: float | None = None,
         level: int = logging.WARNING,
     ) -> int:
-        """Wait longer after each failure in a row (never spin); a signal ends the wait."""
+        """Wait longer after each failure in a row (never spin); a signal ends the wait,
+        and so does --max-seconds."""
         delay = min(2.0**failures, 60.0) * random.uniform(0.8, 1.2)
         delay = max(delay, retry_after or 0.0)
+        if self._deadline is not None:
+            delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         log.log(level, "%s; trying again in %.0f s", reason, delay)
         try:
             self.signals.idle = True
@@ -200,6 +212,7 @@ class Poller:
         agent = self._agent_or_retry()
         if agent is None:
             return "retry"
+        cut_in, deliver_by = self._bounds()
         conversation = Conversation.for_key(self.store, message.key, model=agent.client.model)
         streamer = streamer_for(
             self.api,
@@ -209,16 +222,25 @@ class Poller:
             reply_to=message.message_id,
             budgets=self.budgets,
             announce_failures=False,
+            deliver_by=deliver_by,
         )
         with conversation.ask(agent, text) as turn:
             try:
-                delivery = stream_into(turn, streamer)
+                delivery = stream_into(turn, streamer, limit=cut_in)
             except KeyboardInterrupt:  # a second signal: what reached the chat is kept
                 delivery = streamer.close()  # (waits, if the cut was mid-delivery)
                 if delivery.parts_sent or (delivery.error is not None and delivery.error.uncertain):
                     self._record(update, conversation, turn, delivery)
                 raise
             return self._settle(update, message, conversation, turn, delivery, streamer)
+
+    def _bounds(self) -> tuple[float, float]:
+        """Seconds the answer may take, and the time.monotonic() its delivery must end by."""
+        now = time.monotonic()
+        cut_at = now + self.config.telegram.answer_timeout
+        if self._deadline is not None:
+            cut_at = min(cut_at, self._deadline + ANSWER_GRACE)
+        return max(cut_at - now, 0.0), cut_at + DELIVERY_GRACE
 
     def _agent_or_retry(self) -> Agent | None:
         """The agent (built at the first message); None if the model cannot be reached now."""
