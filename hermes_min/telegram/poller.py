@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 ANSWER_GRACE = 10.0  # seconds an answer still running at --max-seconds may go on
 DELIVERY_GRACE = 20.0  # seconds to deliver an answer once it was cut
+MAX_TRIES = 3  # runs an update may fail as an outage before it gets an apology instead
+RETRY_SPACING = 60.0  # a long poll tries a failed update again after this, like cron would
 _TEXT_ONLY = "I can only read text messages."
 _HELP = "Send me a message and I will answer it. /new starts a new conversation."
 _NEW = "Starting a new conversation."
@@ -45,6 +47,7 @@ _REFUSED = (
     "I could not answer that (the model stopped with an error; if this conversation has "
     "grown long, /new starts over)."
 )
+_SORRY = f"Sorry, I could not answer this in {MAX_TRIES} tries; please send it again later."
 
 
 class Poller:
@@ -67,6 +70,8 @@ class Poller:
         self.budgets = budgets or Budgets(config.streaming.edit_interval)
         self.access = Access(config, bot)
         self.offset_key = f"telegram.{self.access.bot_id}.offset"
+        self._failing_key = f"telegram.{self.access.bot_id}.failing"  # the update that failed
+        self._failures_key = f"telegram.{self.access.bot_id}.failures"  # ... on this many runs
         self.handled = 0
         self._last_reason = ""
         self._deadline: float | None = None  # --max-seconds, on time.monotonic()
@@ -94,7 +99,8 @@ class Poller:
             if outcome == "retry":
                 if once:
                     raise PollError("will retry the next run: " + self._last_reason, EX_TEMPFAIL)
-                failures = self._back_off(failures, self._last_reason)
+                # Each try counts towards MAX_TRIES: space them as cron runs would be.
+                failures = self._back_off(failures, self._last_reason, at_least=RETRY_SPACING)
             elif outcome == "stalled":
                 if once:
                     break  # only updates that cannot be confirmed yet: the next run will see
@@ -141,12 +147,13 @@ class Poller:
         reason: str,
         *,
         retry_after: float | None = None,
+        at_least: float = 0.0,
         level: int = logging.WARNING,
     ) -> int:
         """Wait longer after each failure in a row (never spin); a signal ends the wait,
         and so does --max-seconds."""
         delay = min(2.0**failures, 60.0) * random.uniform(0.8, 1.2)
-        delay = max(delay, retry_after or 0.0)
+        delay = max(delay, retry_after or 0.0, at_least)
         if self._deadline is not None:
             delay = max(0.0, min(delay, self._deadline - time.monotonic()))
         log.log(level, "%s; trying again in %.0f s", reason, delay)
@@ -264,37 +271,50 @@ class Poller:
         delivery: Delivery,
         streamer: TelegramStreamer,
     ) -> str:
-        """Record the update as handled, or leave it for the next try."""
+        """Record the update as handled, or leave it for the next try; decided by kind."""
         error = delivery.error
-        if delivery.parts_sent or (error is not None and error.fatal_for_chat):
+        if delivery.parts_sent or (error is not None and (error.fatal_for_chat or error.uncertain)):
             return self._record(update, conversation, turn, delivery)  # never asked again
-        if error is not None and error.uncertain:
-            return self._record(update, conversation, turn, delivery)  # it may be there
-        model_error = _turn_error(turn)
-        if model_error is not None and not model_error.outage:
-            return self._refused(update, message, conversation, turn, delivery, model_error)
-        if error is not None and not (error.transient or error.rate_limited):
+        if error is not None:  # Telegram refused or failed the answer: nothing reached the chat
+            if error.transient or error.rate_limited:
+                return self._outage(update, message, streamer, str(error))
             log.error("update %s skipped: %s", update.update_id, error)
             return self._record(update, conversation, turn, delivery)  # retrying cannot help
-        self._last_reason = str(model_error or error or "nothing was delivered")
-        streamer.discard_preview()  # the next try starts clean
-        return "retry"
-
-    def _refused(
-        self,
-        update: Update,
-        message: Incoming,
-        conversation: Conversation,
-        turn: Turn,
-        delivery: Delivery,
-        error: StreamError,
-    ) -> str:
-        """The model cannot answer this message; say so, and let the next ones through."""
-        if error.misconfigured:
-            raise PollError(f"the model refused: {error}")
-        log.warning("update %s: %s", update.update_id, error)
+        model_error = _turn_error(turn)
+        if model_error is None:
+            return self._record(update, conversation, turn, delivery)
+        if model_error.misconfigured:
+            raise PollError(f"the model refused: {model_error}")
+        if model_error.outage:
+            return self._outage(update, message, streamer, str(model_error))
+        # A refusal or a reply that makes no sense: asking again gets the same. Say so, and
+        # let the next messages through.
+        log.warning("update %s: %s", update.update_id, model_error)
         self._say(message, _REFUSED)
         return self._record(update, conversation, turn, delivery)
+
+    def _outage(
+        self, update: Update, message: Incoming, streamer: TelegramStreamer, reason: str
+    ) -> str:
+        """Leave the update for a later run; after MAX_TRIES, apologise and move on."""
+        streamer.discard_preview()  # the next try starts clean
+        tries = self._count_failure(update)
+        if tries < MAX_TRIES:
+            self._last_reason = reason
+            return "retry"
+        log.warning("update %s: gave up after %d tries: %s", update.update_id, tries, reason)
+        self._say(message, _SORRY)
+        return self._commit(update)
+
+    def _count_failure(self, update: Update) -> int:
+        """One more failed try of this update, kept in the store; how many there were."""
+        with self.store.transaction():
+            same = self.store.get_state(self._failing_key) == update.update_id
+            before = self.store.get_state(self._failures_key, 0) if same else 0
+            tries = (before if isinstance(before, int) else 0) + 1
+            self.store.set_state(self._failing_key, update.update_id or 0)
+            self.store.set_state(self._failures_key, tries)
+        return tries
 
     def _record(
         self, update: Update, conversation: Conversation, turn: Turn, delivery: Delivery
