@@ -3,7 +3,9 @@
 The update offset and the chat's conversation are written in one transaction after an
 update is handled, and Telegram only learns the offset (which confirms updates) at the
 next getUpdates: a run killed at any instant loses nothing, and the only update that can
-be answered twice is one whose answer Telegram accepted just before the kill.
+be answered twice is one whose answer Telegram accepted just before the kill. When the
+store cannot be written, the update is confirmed to Telegram directly instead, so no
+later run sends its answer again.
 
 Every answer is bounded: by telegram.answer_timeout, and with --max-seconds N by N plus
 ANSWER_GRACE. A cut answer is delivered as far as it came, marked as too long, and counts
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import Config
 from ..conversation import Conversation
-from ..errors import PollError, StreamError, TelegramError, Wakeup
+from ..errors import PollError, StorageError, StreamError, TelegramError, Wakeup
 from ..storage import Store
 from .access import Access
 from .botapi import BotAPI
@@ -208,7 +210,7 @@ class Poller:
             self._say(message, _HELP)
             return self._commit(update)
         if command == "/new":
-            self._commit(update, lambda: self.store.reset_key(message.key))
+            self._commit(update, lambda: self.store.reset_key(message.key), confirm=False)
             self._say(message, _NEW)
             return "done"
         return self._answer(update, message, self.access.strip_mention(message.text))
@@ -319,21 +321,60 @@ class Poller:
     def _record(
         self, update: Update, conversation: Conversation, turn: Turn, delivery: Delivery
     ) -> str:
-        self._commit(update, lambda: conversation.save(turn))
+        def save() -> None:
+            try:
+                conversation.save(turn)
+            except ValueError as error:  # a turn the store refuses: the answer still counts
+                log.warning("update %s: the turn is not saved: %s", update.update_id, error)
+
+        self._commit(update, save)
         if delivery.complete:
             log.info("answered update %s in chat %s", update.update_id, conversation.key)
         else:
             log.warning("update %s: %s", update.update_id, delivery.describe())
         return "done"
 
-    def _commit(self, update: Update, write: Callable[[], None] | None = None) -> str:
-        """Write the update's offset (and `write`'s changes) in one transaction."""
-        with self.store.transaction():
-            if write is not None:
-                write()
-            if update.offset is not None:
-                self.store.set_state(self.offset_key, update.offset)
+    def _commit(
+        self, update: Update, write: Callable[[], None] | None = None, *, confirm: bool = True
+    ) -> str:
+        """Write the update's offset (and `write`'s changes) in one transaction.
+
+        If the store fails, the update is confirmed to Telegram directly (unless `confirm`
+        is False: an update whose effect is only in the store), so that no later run sends
+        what was sent for it again; then the run stops with what a human must fix.
+        """
+        try:
+            with self.store.transaction():
+                if write is not None:
+                    write()
+                if update.offset is not None:
+                    self.store.set_state(self.offset_key, update.offset)
+        except StorageError as error:
+            raise self._unsaved(update, error, confirm) from None
         return "done"
+
+    def _unsaved(self, update: Update, error: StorageError, confirm: bool) -> PollError:
+        code = EX_TEMPFAIL if error.busy else 1
+        if not confirm or update.offset is None:
+            return PollError(str(error), code)
+        if self._confirm_directly(update.offset):
+            said = "confirmed to Telegram, so no later run answers it again (its turn is not saved)"
+        else:
+            said = "not confirmed to Telegram either, so the next run may answer it again"
+        return PollError(f"{error}; {update.label} was {said}", code)
+
+    def _confirm_directly(self, offset: int) -> bool:
+        """Tell Telegram the offset now ("an update is confirmed as soon as getUpdates is
+        called with an offset higher than its update_id"); False if that failed too."""
+        for _ in range(2):
+            try:
+                self.api.get_updates(offset=offset, timeout=0, limit=1)
+                return True
+            except TelegramError as error:
+                log.debug("confirming offset %s failed: %s", offset, error)
+                if not error.transient:
+                    break
+        return False
 
     def _deny(self, message: Incoming) -> None:
         """Tell a stranger once (only if deny_message is set); never more than that."""
