@@ -34,7 +34,7 @@ def cutoff_threads() -> list[threading.Thread]:
 
 
 def test_an_answer_past_answer_timeout_is_cut_delivered_and_recorded(bot: Bot, fake, server):
-    bot.configure("  answer_timeout: 1\n")
+    bot.configure("  answer_timeout: 2\n")
     endless = ModelReply(parts=[sse(chunk("The first part"), done=False), *keep_alive(60)])
     server.reply(endless, ModelReply(parts=model_answer("hi Bob")))
     fake.queue_text(ALICE, "tell me everything")
@@ -66,7 +66,7 @@ def test_an_answer_with_nothing_shown_yet_is_cut_and_says_so(bot: Bot, fake, ser
 def test_max_seconds_cuts_the_answer_in_progress_after_the_grace(
     bot: Bot, fake, server, monkeypatch
 ):
-    monkeypatch.setattr(poller, "ANSWER_GRACE", 0.5)  # the real one is 10 s
+    monkeypatch.setattr(poller, "ANSWER_GRACE", 1.5)  # the real one is 10 s
     hold = Hold(limit=60)
     server.reply(
         ModelReply(parts=[sse(chunk("So far, so good"), done=False), hold]),
@@ -91,7 +91,7 @@ def test_a_long_poll_never_holds_its_lock_past_max_seconds(bot: Bot, fake, serve
     from hermes_min.cli import main
     from hermes_min.telegram.runlock import lock_path, run_lock
 
-    monkeypatch.setattr(poller, "ANSWER_GRACE", 0.5)
+    monkeypatch.setattr(poller, "ANSWER_GRACE", 1.5)
     server.reply(ModelReply(parts=[sse(chunk("Streaming"), done=False), *keep_alive(60)]))
     fake.queue_text(ALICE, "go on forever")
     started = time.monotonic()
