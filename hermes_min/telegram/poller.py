@@ -354,6 +354,7 @@ class Poller:
         return "done"
 
     def _unsaved(self, update: Update, error: StorageError, confirm: bool) -> PollError:
+        """The run's one line for a store that failed, after confirming the update if asked."""
         code = EX_TEMPFAIL if error.busy else 1
         if not confirm or update.offset is None:
             return PollError(str(error), code)

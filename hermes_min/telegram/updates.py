@@ -114,6 +114,7 @@ def read_batch(
 
 
 def _read_update(raw: dict, update_id: int, offset: int, kinds: tuple[str, ...]) -> Update:
+    """The Update for an entry with a usable id: its message, or why it is skipped."""
     kind = next((kind for kind in kinds if kind in raw), None)
     if kind is None:
         return Update(update_id, offset)  # a kind not asked for (edits, ...): nothing to do
@@ -124,6 +125,7 @@ def _read_update(raw: dict, update_id: int, offset: int, kinds: tuple[str, ...])
 
 
 def _update_id(raw: Any) -> int | None:
+    """The entry's update_id, if it is one Telegram could have sent."""
     if not isinstance(raw, dict):
         return None
     value = raw.get("update_id")
@@ -131,6 +133,7 @@ def _update_id(raw: Any) -> int | None:
 
 
 def _id_problem(raw: Any) -> str:
+    """Why an entry has no usable id, in words that quote nothing of it."""
     if not isinstance(raw, dict):
         return f"not an object but {json_type(raw)}"
     if "update_id" not in raw:
@@ -180,6 +183,7 @@ def _name(user: dict) -> str:
 
 
 def _thread(message: dict) -> int | None:
+    """The forum topic to answer in."""
     # Only a topic message names a thread a reply can go to (a reply chain's id is not one).
     thread = _optional_int(message.get("message_thread_id"), "message_thread_id")
     topic = _optional(message.get("is_topic_message"), bool, "is_topic_message")
@@ -221,6 +225,7 @@ def _utf16_slice(text: str, start: int, length: int) -> str:
 
 
 def _object(value: Any, name: str) -> dict:
+    """A required JSON object."""
     if value is None:
         raise _Malformed(f"no {name}")
     if not isinstance(value, dict):
@@ -229,16 +234,19 @@ def _object(value: Any, name: str) -> dict:
 
 
 def _optional_object(value: Any, name: str) -> dict:
+    """An optional JSON object ({} when absent)."""
     return {} if value is None else _object(value, name)
 
 
 def _optional(value: Any, kind: type, name: str) -> Any:
+    """An optional field of one type (a bool is no int here, as in JSON)."""
     if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
         return value
     raise _Malformed(f"{name} is not {kind.__name__} but {json_type(value)}")
 
 
 def _int(value: Any, name: str, *, limit: int) -> int:
+    """A required integer within ±`limit`."""
     if value is None:
         raise _Malformed(f"no {name}")
     if not _is_int(value) or not -limit <= value <= limit:
