@@ -11,8 +11,9 @@ Rules it enforces the way Telegram answers them: token (401), unknown method (40
 UTF-16 units after entity parsing, MarkdownV2/HTML markup, "message is not modified", unknown
 message ids, drafts only in private chats, forum topics, per-chat and per-group flood limits,
 getUpdates offsets / long polling / 409 conflicts. Failures can be scripted per method
-(`fail`, `reply`, `drop_connection`, `hang`). Every payload is checked with the project's
-`shared/botapi/validate_payload.py` when that folder exists beside the checkout.
+(`fail`, `reply`, `drop_connection`, `hang`), and `queue_raw` queues a malformed update.
+Every payload is checked with the project's `shared/botapi/validate_payload.py` when that
+folder exists beside the checkout.
 """
 
 from __future__ import annotations
@@ -664,6 +665,23 @@ class Reply:
     seconds: float = 0.0
 
 
+@dataclass
+class RawUpdate:
+    """An entry of getUpdates' result exactly as a broken server would send it (any JSON
+    value), queued at position `update_id` so offsets confirm it like any other update."""
+
+    update_id: int
+    value: Any
+
+
+def _id_of(update: dict | RawUpdate) -> int:
+    return update.update_id if isinstance(update, RawUpdate) else update["update_id"]
+
+
+def _json_of(update: dict | RawUpdate) -> Any:
+    return update.value if isinstance(update, RawUpdate) else dict(update)
+
+
 class FakeClock:
     """A clock tests move by hand: `FakeBotAPI(clock=clock)`, then `clock.advance(1.5)`."""
 
@@ -783,7 +801,7 @@ class FakeBotAPI:
         self._violations: list[dict] = []
         self._scripts: dict[str, deque[Reply]] = {}
         self._chats: dict[int | str, _Chat] = {}
-        self._updates: list[dict] = []
+        self._updates: list[dict | RawUpdate] = []
         self._next_update_id = first_update_id
         self._allowed: set[str] | None = None
         self._poll_generation = 0
@@ -910,6 +928,16 @@ class FakeBotAPI:
                 self._changed.notify_all()
             return update
 
+    def queue_raw(self, value: Any) -> int:
+        """Queue any JSON value as an entry of getUpdates' result (a malformed update); it
+        takes the next update id, which a well-formed update would have had. Returns it."""
+        with self._changed:
+            update_id = self._next_update_id
+            self._next_update_id += 1
+            self._updates.append(RawUpdate(update_id, value))
+            self._changed.notify_all()
+            return update_id
+
     def queue_text(
         self,
         user_id: int,
@@ -1025,7 +1053,7 @@ class FakeBotAPI:
     def pending_updates(self) -> list[dict]:
         """Updates not yet confirmed by a getUpdates offset."""
         with self._lock:
-            return list(self._updates)
+            return [_json_of(update) for update in self._updates]
 
     # ------------------------------------------------------------------ request handling
 
@@ -1363,7 +1391,7 @@ class FakeBotAPI:
         self._confirm(payload.get("offset"))
         self._long_poll(min(max(payload.get("timeout", 0), 0), 50))
         limit = min(max(payload.get("limit", 100), 1), 100)
-        return [dict(update) for update in self._updates[:limit]]
+        return [_json_of(update) for update in self._updates[:limit]]
 
     def _confirm(self, offset: int | None) -> None:
         """ "An update is considered confirmed as soon as getUpdates is called with an offset
@@ -1373,7 +1401,7 @@ class FakeBotAPI:
         if offset < 0:
             self._updates = self._updates[offset:]
         else:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [u for u in self._updates if _id_of(u) >= offset]
 
     def _long_poll(self, timeout: float) -> None:
         """Wait (lock released) until an update arrives, time runs out, or a newer poll

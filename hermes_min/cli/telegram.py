@@ -17,6 +17,7 @@ from ..telegram.botapi import BotAPI
 from ..telegram.poller import Poller, get_me, whoami
 from ..telegram.runlock import EX_TEMPFAIL, lock_path, run_lock
 from ..telegram.signals import Signals
+from ..transports.terminal import printable
 from .ask import messages, prompt
 from .console import EXIT_ERROR, EXIT_OK, say
 from .settings import load
@@ -96,7 +97,7 @@ def _whoami(args: argparse.Namespace) -> int:
     with open_bot(load(args)) as api:
         lines = whoami(api)
     for line in lines:
-        print(line)
+        print(printable(line))  # names are a stranger's text: no control characters
     if not lines:
         say("no pending messages: send the bot a message, then run this again")
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import Config
 from ..errors import ConfigError
+from .updates import Incoming
 
 
 class Access:
@@ -23,22 +24,20 @@ class Access:
         self.group_mode = t.group_mode
         self.bot_id, self.username = bot.get("id"), (bot.get("username") or "").lower()
 
-    def verdict(self, message: dict) -> str:
+    def verdict(self, message: Incoming) -> str:
         """ "answer", "deny" (a stranger) or "ignore" (a group message not meant for us)."""
-        sender = (message.get("from") or {}).get("id")
-        chat = message.get("chat") or {}
-        if chat.get("type") in ("group", "supergroup") and self.group_mode == "mention":
+        if message.chat_type in ("group", "supergroup") and self.group_mode == "mention":
             if not self._addressed(message):
                 return "ignore"  # group chatter is nobody's business, allowed or not
-        if sender not in self.users and chat.get("id") not in self.chats:
+        allowed_user = message.sender_id is not None and message.sender_id in self.users
+        if not allowed_user and message.chat_id not in self.chats:
             return "deny"
         return "answer"
 
-    def _addressed(self, message: dict) -> bool:
-        reply = message.get("reply_to_message") or {}
-        if (reply.get("from") or {}).get("id") == self.bot_id:
+    def _addressed(self, message: Incoming) -> bool:
+        if message.reply_to_sender is not None and message.reply_to_sender == self.bot_id:
             return True
-        return bool(self.username) and self.username in _mentions(message)
+        return bool(self.username) and self.username in message.mentions
 
     def command(self, text: str) -> str:
         """The bot command the text starts with ("/new"), if it is meant for this bot."""
@@ -55,22 +54,3 @@ class Access:
         at = f"@{self.username}"
         index = text.lower().find(at)
         return (text[:index] + text[index + len(at) :]).strip() if index >= 0 else text
-
-
-def _mentions(message: dict) -> set[str]:
-    """The @usernames a message mentions (from its entities, so @hermes_bot2 is not us)."""
-    text = message.get("text") or message.get("caption") or ""
-    names = set()
-    for entity in message.get("entities") or message.get("caption_entities") or ():
-        if entity.get("type") == "mention":
-            start, length = entity.get("offset", 0), entity.get("length", 0)
-            names.add(_utf16_slice(text, start, length).lstrip("@").lower())
-    if not names:  # servers that send no entities: whole words only
-        names = {w.lstrip("@").lower().rstrip(".,!?:;") for w in text.split() if w.startswith("@")}
-    return names
-
-
-def _utf16_slice(text: str, start: int, length: int) -> str:
-    """text[start:start+length] with offsets in UTF-16 code units, as Telegram counts."""
-    encoded = text.encode("utf-16-le")
-    return encoded[start * 2 : (start + length) * 2].decode("utf-16-le", "replace")

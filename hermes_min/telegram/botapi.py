@@ -57,17 +57,22 @@ class _RedactTokens(logging.Filter):
 
 
 def telegram_settings(
-    proxy: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 30.0
+    proxy: str | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    secrets: tuple[str, ...] = (),
 ) -> HttpSettings:
     """The Bot API's HTTP settings: the CA environment variables and the system store.
 
     Not provider.ca_bundle: that may hold only an internal CA, which would make every call to
-    api.telegram.org fail.
+    api.telegram.org fail. `secrets`: the token, which every request's URL path holds, so
+    the connection's own messages leave it out.
     """
     return HttpSettings(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         proxy=proxy,
+        secrets=secrets,
         ca_hint="set REQUESTS_CA_BUNDLE or SSL_CERT_FILE to a CA file that has Telegram's",
         proxy_hint="check telegram.proxy / HTTPS_PROXY / NO_PROXY",
         connect_hint="the network or telegram.proxy",
@@ -95,7 +100,7 @@ class BotAPI:
         self._api_base = api_base.rstrip("/")
         self._own_http = http is None  # a session the caller passed in stays theirs
         self._http: HttpSession | None = http or HttpSession(
-            telegram_settings(proxy, connect_timeout, read_timeout)
+            telegram_settings(proxy, connect_timeout, read_timeout, self._secrets)
         )
         self._timeouts = self._http.timeout
         # urllib3 logs every request path at DEBUG; without this a debug log would hold the
@@ -128,11 +133,24 @@ class BotAPI:
 
     # ------------------------------------------------------------------ the funnel
 
-    def _call(self, method: str, payload: dict, *, read_timeout: float | None = None) -> Any:
-        """POST `payload` as JSON to `method`; return `result` or raise TelegramError."""
+    def _call(
+        self,
+        method: str,
+        payload: dict,
+        *,
+        read_timeout: float | None = None,
+        within: float | None = None,
+    ) -> Any:
+        """POST `payload` as JSON to `method`; return `result` or raise TelegramError.
+
+        `within`: the caller must be done in that many seconds, so neither the connect nor
+        the read may wait longer (a reply that comes later is lost: `uncertain`).
+        """
         if self._http is None:
             raise RuntimeError("BotAPI is closed")
         timeout = (self._timeouts[0], read_timeout or self._timeouts[1])
+        if within is not None:
+            timeout = (min(timeout[0], within), min(timeout[1], within))
         log.debug("-> %s chat_id=%s keys=%s", method, payload.get("chat_id"), sorted(payload))
         try:
             response = self._http.request(
@@ -215,8 +233,9 @@ class BotAPI:
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
         disable_link_preview: bool = False,
+        timeout: float | None = None,
     ) -> dict:
-        """Send a text message; returns the sent Message."""
+        """Send a text message; returns the sent Message (`timeout`: see `_call`'s within)."""
         payload = _payload(
             chat_id=chat_id, text=text, parse_mode=parse_mode, message_thread_id=message_thread_id
         )
@@ -229,7 +248,7 @@ class BotAPI:
             }
         if disable_link_preview:
             payload["link_preview_options"] = {"is_disabled": True}
-        return self._call("sendMessage", payload)
+        return self._call("sendMessage", payload, within=timeout)
 
     def edit_message_text(
         self,
@@ -239,13 +258,14 @@ class BotAPI:
         *,
         parse_mode: str | None = None,
         disable_link_preview: bool = False,
+        timeout: float | None = None,
     ) -> dict | bool:
-        """Replace a message's text; returns the edited Message."""
+        """Replace a message's text; returns the edited Message (`timeout`: see `_call`)."""
         # No message_thread_id here: "the message already lives in its topic".
         payload = _payload(chat_id=chat_id, message_id=message_id, text=text, parse_mode=parse_mode)
         if disable_link_preview:
             payload["link_preview_options"] = {"is_disabled": True}
-        return self._call("editMessageText", payload)
+        return self._call("editMessageText", payload, within=timeout)
 
     def delete_message(self, chat_id: int | str, message_id: int) -> bool:
         """Delete one message; returns True."""

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from ..config import Config
 from ..errors import StreamError, TelegramError
 from ..events import Answer, Done, Failed, SegmentBreak, TextDelta, ToolProgress
+from ..message import Message
 from .botapi import BotAPI
 from .markdown import render, render_plain
 from .pacing import Budgets
@@ -23,6 +24,10 @@ TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
 DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
 FINAL_ATTEMPTS = 6
 MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
+TOO_LONG = "the answer took too long"  # the chat's reason for an answer cut by its bound
+LENGTH_CUT = "[cut: the model's length limit]"  # finish_reason "length": max_tokens and the like
+# What a chat sees instead of a secret: not "***", which Markdown reads as a rule or emphasis.
+HIDDEN = "[secret]"
 
 
 @dataclass
@@ -89,8 +94,13 @@ class TelegramStreamer:
         tool_progress: bool = False,
         announce_failures: bool = True,
         budgets: Budgets | None = None,
+        secrets: tuple[str, ...] = (),
+        deliver_by: float | None = None,
     ) -> None:
         self._api, self._chat, self._thread, self._reply_to = api, chat_id, thread_id, reply_to
+        # Never sent to a chat, not even in part: a model may repeat a key it was shown.
+        self._secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len))[::-1]
+        self._deliver_by = deliver_by  # time.monotonic() by which the final must be out
         self._enabled, self._threshold, self._cursor = enabled, buffer_threshold, cursor
         self._parse_mode, self._tool_progress = parse_mode, tool_progress
         # False for the cron bot: a model failure before any text sends nothing, so the
@@ -117,6 +127,7 @@ class TelegramStreamer:
         self._typing_at = float("-inf")
         self._deadline = float("inf")
         self._plain_only = False
+        self._cut_reason: str | None = None
         self._migrated = self._thread_dropped = False
         self.delivery = Delivery()
         self._thread_obj = threading.Thread(target=self._run, name="hermes-telegram", daemon=True)
@@ -146,6 +157,12 @@ class TelegramStreamer:
             self._cond.notify()
         self._thread_obj.join()
         return self.delivery
+
+    def cut(self, reason: str) -> None:
+        """The answer is being ended early for `reason` (from any thread): the final says so,
+        even when nothing of it was shown."""
+        with self._cond:
+            self._cut_reason = reason
 
     def discard_preview(self) -> None:
         """Delete the preview message, if any (best effort): the answer will come again."""
@@ -215,7 +232,7 @@ class TelegramStreamer:
         for note in notes:
             mark = "\u2026" if note.started else ("\u2713" if note.ok else "\u2717")
             self._progress[note.call_id] = f"\u2699 {note.name} {mark}"
-        text = "\n".join(self._progress.values())
+        text = self._scrub("\n".join(self._progress.values()))
         self._wait_for_budget()  # progress waits its turn; only a 429 can drop an update
         if self._progress_id is None:
             sent = self._interim_call(
@@ -268,7 +285,7 @@ class TelegramStreamer:
         )
 
     def _frame(self, text: str, keepalive: bool = False) -> None:
-        body = interim(render_plain(text), self._cursor)
+        body = interim(render_plain(self._scrub(text, partial=True)), self._cursor)
         if body == self._shown and not keepalive:
             self._shown_len = len(text)  # identical frames are not sent
             return
@@ -355,11 +372,14 @@ class TelegramStreamer:
     # ---------------------------------------------------------------- the final message
 
     def _finish(self, end: object) -> None:
-        content, complete = _final_text(end, self._text)
+        with self._cond:
+            cut = self._cut_reason if isinstance(end, Failed) else None
+        content, complete = _final_text(end, self._text, cut)
         self.delivery.answer_complete = complete
         if isinstance(end, Failed):
-            self.delivery.model_error = end.error.message
-            if not self._announce_failures and not self._seen_text():
+            self.delivery.model_error = cut or end.error.message
+            # A cut answer counts as answered, so the chat must hear of it even then.
+            if not self._announce_failures and not self._seen_text() and cut is None:
                 return
         self._deliver_text(content)
 
@@ -371,11 +391,32 @@ class TelegramStreamer:
         """One segment's final message(s); a segment with no text needs none."""
         if not content.strip():
             return
-        self._deadline = self._clock() + MAX_FINAL_WAIT  # one deadline for the whole delivery
-        parts = self._parts(content)
+        self._deadline = self._clock() + self._final_wait()  # one deadline for the delivery
+        parts = self._parts(self._scrub(content))
         self.delivery.parts_total += len(parts)
         for index, (formatted, plain) in enumerate(parts):
             self._deliver(index, formatted, plain)
+
+    def _final_wait(self) -> float:
+        """Seconds the final may take: MAX_FINAL_WAIT, or less if it must be out sooner."""
+        if self._deliver_by is None:
+            return MAX_FINAL_WAIT
+        return max(0.0, min(MAX_FINAL_WAIT, self._deliver_by - time.monotonic()))
+
+    def _within(self) -> float | None:
+        """How long one final call may wait for its reply, when the final has a deadline."""
+        if self._deliver_by is None:
+            return None
+        return max(1.0, self._deliver_by - time.monotonic())
+
+    def _scrub(self, text: str, *, partial: bool = False) -> str:
+        """`text` without the known secrets; for a preview (`partial`) also without a tail
+        that may be the start of one, so no frame shows even part of a key."""
+        for secret in self._secrets:
+            text = text.replace(secret, HIDDEN)
+        if partial:
+            text = text[: len(text) - _secret_start(text, self._secrets)]
+        return text
 
     def _parts(self, content: str) -> list[tuple[str, str]]:
         """(formatted, plain) for each message the answer needs, measured after rendering."""
@@ -425,7 +466,9 @@ class TelegramStreamer:
         if index == 0 and self._preview_id is not None:
             # The edit transport always ends with this formatting edit, even for equal text.
             try:
-                self._api.edit_message_text(self._chat, self._preview_id, text, parse_mode=mode)
+                self._api.edit_message_text(
+                    self._chat, self._preview_id, text, parse_mode=mode, timeout=self._within()
+                )
             except TelegramError as error:
                 if not error.kind == "not_modified":
                     raise
@@ -440,6 +483,7 @@ class TelegramStreamer:
             parse_mode=mode,
             message_thread_id=self._thread,
             reply_to_message_id=reply,
+            timeout=self._within(),
         )
         return sent.get("message_id") if isinstance(sent, dict) else None
 
@@ -462,11 +506,11 @@ class TelegramStreamer:
     def _wait_for_budget(self, deadline: float | None = None) -> None:
         """Sleep until the chat's budget allows a call; give up at once if past `deadline`."""
         ready = self._budget.ready_at()
-        if deadline is not None and ready > deadline:
-            wait = ready - self._clock()
+        if deadline is not None and max(ready, self._clock()) > deadline:
+            wait = max(ready - self._clock(), 0.0)
             raise TelegramError(
                 "sendMessage",
-                f"Telegram asked to wait {wait:.0f} s more; gave up after {MAX_FINAL_WAIT:.0f} s",
+                f"the final could not be sent in time (Telegram asked to wait {wait:.0f} s more)",
                 kind="rate_limited",
                 retry_after=wait,
             )
@@ -486,9 +530,11 @@ def streamer_for(
     reply_to: int | None = None,
     budgets: Budgets | None = None,
     announce_failures: bool = True,
+    deliver_by: float | None = None,
 ) -> TelegramStreamer:
     """A streamer into one chat, set up from the streaming and telegram settings."""
-    s = config.streaming
+    p, s = config.provider, config.streaming
+    keys = (p.api_key, p.fallback.get("api_key"))
     return TelegramStreamer(
         api,
         chat_id,
@@ -503,23 +549,72 @@ def streamer_for(
         tool_progress=config.telegram.tool_progress,
         announce_failures=announce_failures,
         budgets=budgets,
+        secrets=(*api.secrets, *(k for k in keys if isinstance(k, str))),
+        deliver_by=deliver_by,
     )
 
 
-def stream_into(answer: Answer, streamer: TelegramStreamer) -> Delivery:
+class Cutoff:
+    """Calls `cut` once, from a thread of its own, if not closed within `seconds` (None:
+    never); a context manager whose close() stops the timer and is safe to call twice."""
+
+    def __init__(self, seconds: float | None, cut: Callable[[], None]) -> None:
+        self.fired = False
+        self._cut = cut
+        self._closed = threading.Event()
+        self._timer: threading.Thread | None = None
+        if seconds is not None:
+            self._timer = threading.Thread(
+                target=self._wait, args=(seconds,), name="hermes-cutoff", daemon=True
+            )
+            self._timer.start()
+
+    def _wait(self, seconds: float) -> None:
+        if self._closed.wait(seconds):
+            return
+        self.fired = True
+        try:
+            self._cut()
+        except Exception:  # noqa: BLE001 - a timer thread has no one to report to
+            log.debug("cutting the answer failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop the timer (waiting for a cut in progress to finish)."""
+        self._closed.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join()
+
+    def __enter__(self) -> Cutoff:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stream_into(
+    answer: Answer, streamer: TelegramStreamer, *, limit: float | None = None
+) -> Delivery:
     """Feed a model stream (or agent turn) to a streamer; on Ctrl-C/SIGTERM the partial
-    answer is delivered, marked as cut, and the signal re-raised."""
-    try:
-        for event in answer:
-            streamer.handle(event)
-            if streamer.stopped:  # the chat is gone: stop paying for the answer
-                answer.interrupt()
-                break
-    except KeyboardInterrupt:
+    answer is delivered, marked as cut, and the signal re-raised. An answer still running
+    after `limit` seconds is interrupted, and what came of it is delivered marked as too long.
+    """
+
+    def cut() -> None:
+        streamer.cut(TOO_LONG)  # first: the interrupt ends the answer at once
         answer.interrupt()
-        streamer.handle(_ending(answer))
-        streamer.close()
-        raise
+
+    with Cutoff(limit, cut):
+        try:
+            for event in answer:
+                streamer.handle(event)
+                if streamer.stopped:  # the chat is gone: stop paying for the answer
+                    answer.interrupt()
+                    break
+        except KeyboardInterrupt:
+            answer.interrupt()
+            streamer.handle(_ending(answer))
+            streamer.close()
+            raise
     return streamer.close()
 
 
@@ -532,25 +627,44 @@ def _ending(answer: Answer) -> Failed:
     return Failed(StreamError("interrupted", "interrupted"))
 
 
-def _final_text(end: object, streamed: str) -> tuple[str, bool]:
+def _final_text(end: object, streamed: str, cut: str | None = None) -> tuple[str, bool]:
     """The final message's Markdown, and whether it is the whole answer."""
     if isinstance(end, Done):
-        message = end.message
-        if message.content.strip():
-            return message.content, True
-        names = ", ".join(call.name for call in message.tool_calls)
-        return (f"[the model asked for tools: {names}]" if names else "[empty answer]"), True
+        return _done_text(end.message), True
     if isinstance(end, Failed):
         partial = end.error.partial
         text = partial.content if partial is not None else streamed
         # The chat gets a short reason; the details (URLs, provider messages) go to the
         # operator, through Delivery.model_error.
-        reason = _CHAT_REASONS.get(end.error.kind, "the model stopped with an error")
+        reason = cut or _CHAT_REASONS.get(end.error.kind, "the model stopped with an error")
     else:
         text, reason = streamed, "stopped"
     if not text.strip():
         return f"[no answer: {reason}]", False
     return f"{text.rstrip()}\n\n[answer cut off: {reason}]", False
+
+
+def _done_text(message: Message) -> str:
+    """The final of a whole answer; one the model's length limit cut says so at its end."""
+    content = message.content
+    if not content.strip():
+        names = ", ".join(call.name for call in message.tool_calls)
+        content = f"[the model asked for tools: {names}]" if names else ""
+    if message.finish_reason == "length":
+        return f"{content.rstrip()}\n\n{LENGTH_CUT}" if content.strip() else LENGTH_CUT
+    return content or "[empty answer]"
+
+
+def _secret_start(text: str, secrets: tuple[str, ...]) -> int:
+    """The length of the longest end of `text` that begins one of `secrets` (0: none);
+    ends shorter than 4 characters tell nothing ("sk-") and are left alone."""
+    longest = 3
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), longest, -1):
+            if text.endswith(secret[:size]):
+                longest = size
+                break
+    return longest if longest > 3 else 0
 
 
 _CHAT_REASONS = {
