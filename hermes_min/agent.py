@@ -45,8 +45,10 @@ class Agent:
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
         record: IO[bytes] | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.client = client
+        self.secrets = tuple(secrets)  # masked in every tool result the model gets
         self.record = record  # every response body, raw, one after another
         self.fallback = fallback
         self.tools = {t.name: t for t in tools}
@@ -262,7 +264,13 @@ class Turn:
             return ToolResult(
                 False, f"error: there is no tool named {call.name!r} (available: {names})"
             )
-        return run_tool(tool, call.arguments, timeout=self.agent.tool_timeout, cancel=self._cancel)
+        return run_tool(
+            tool,
+            call.arguments,
+            timeout=self.agent.tool_timeout,
+            cancel=self._cancel,
+            secrets=self.agent.secrets,
+        )
 
     def _tool_schemas(self) -> list[dict] | None:
         return [t.schema() for t in self.agent.tools.values()] or None

@@ -5,13 +5,24 @@ and keys over plain http or in loose files are warned about."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+from hermes_min import assemble
+from hermes_min.agent import Agent
 from hermes_min.cli import main
-from tests.sse_server import Reply, chunk, sse
+from hermes_min.client import ChatClient
+from hermes_min.config import load_config
+from hermes_min.storage import Store
+from hermes_min.tools import run_tool, tool
+from hermes_min.tools.builtins import make_read_file
+from tests.sse_server import Reply, answer, chunk, sse
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-Abc123Def456Ghi789"
@@ -61,6 +72,191 @@ def home(tmp_path, monkeypatch):
         "storage:\n  path: ~/state/hermes.db\n",
     )
     return home
+
+
+# --- read_file refuses hermes' own files ----------------------------------------------------
+
+
+def test_read_file_refuses_every_secret_file_of_the_settings_even_under_read_dirs(home):
+    config = load_config(None)
+    (reader,) = assemble.tools(config, ["hermes:read_file"])
+    assert reader.func(str(home / "notes.txt")) == "an ordinary file\n"
+    with Store(home / "state" / "hermes.db") as store:  # open: -wal and -shm exist now
+        store.new_conversation(model="m")
+        # Created after the tool was made: what to refuse is looked up at each read.
+        lock = private(home / "state" / "telegram-123456789.lock", "")
+        own = [
+            home / ".config" / "hermes" / "config.yaml",
+            home / ".config" / "hermes" / "openai.key",
+            home / ".config" / "hermes" / "fallback.key",
+            home / ".config" / "hermes" / "telegram.token",
+            home / "state" / "hermes.db",
+            home / "state" / "hermes.db-wal",
+            home / "state" / "hermes.db-shm",
+            lock,
+        ]
+        for path in own:
+            assert path.exists(), path
+            with pytest.raises(PermissionError, match="hermes' own"):
+                reader.func(str(path))
+
+
+def test_read_file_refuses_a_secret_file_by_identity_not_name(home):
+    token = home / ".config" / "hermes" / "telegram.token"
+    os.link(token, home / "innocent.txt")  # the same file under another name
+    (home / "via-link.txt").symlink_to(token)
+    (reader,) = assemble.tools(load_config(None), ["hermes:read_file"])
+    for name in ("innocent.txt", "via-link.txt", ".config/../.config/hermes/telegram.token"):
+        with pytest.raises(PermissionError, match="hermes' own"):
+            reader.func(str(home / name))
+
+
+def test_a_model_asking_for_the_token_file_gets_a_refusal_not_the_token(home, server, capsys):
+    """The reproduced case: read_dirs ['~'], the model asks to read the token file."""
+    server.reply(
+        call_reply("read_file", {"path": "~/.config/hermes/telegram.token"}),
+        Reply(parts=answer("I cannot read that.")),
+    )
+    code = main(
+        ["--base-url", server.url, "-m", "m", "--no-stdin", "--tool", "hermes:read_file", "token?"]
+    )
+    assert code == 0, capsys.readouterr()
+    tool_message = server.requests[-1]["json"]["messages"][-1]
+    assert tool_message["role"] == "tool" and "hermes' own" in tool_message["content"]
+    assert TOKEN.split(":")[1] not in json.dumps(server.requests[-1]["json"])
+
+
+# --- tool results are masked -----------------------------------------------------------------
+
+
+def test_run_tool_masks_the_known_secrets_in_what_the_model_gets():
+    @tool
+    def leak(what: str) -> str:
+        """Say something with a secret in it."""
+        return f"{what}: {KEY} and {TOKEN} and {FALLBACK_KEY}"
+
+    result = run_tool(leak, '{"what": "here"}', timeout=5, secrets=(KEY, TOKEN, FALLBACK_KEY))
+    assert result.ok and result.content == "here: *** and *** and ***"
+    bad = run_tool(
+        leak, json.dumps({"what": 1, "x": FALLBACK_KEY}), timeout=5, secrets=(FALLBACK_KEY,)
+    )
+    assert not bad.ok and FALLBACK_KEY not in bad.content
+
+
+def test_the_agent_masks_tool_results_with_the_secrets_assemble_gives_it(home, server):
+    @tool
+    def leak() -> str:
+        """Read the fallback key file, as a careless tool might."""
+        return (home / ".config" / "hermes" / "fallback.key").read_text()
+
+    config = load_config(None)
+    server.reply(call_reply("leak", {}), Reply(parts=answer("done")))
+    with ChatClient(server.url, None, "m") as client:
+        built = assemble.agent(config, client)
+        assert set(built.secrets) >= {KEY, FALLBACK_KEY, TOKEN}
+        agent = Agent(client, tools=[leak], secrets=built.secrets)
+        assert agent.turn([{"role": "user", "content": "go"}]).result().content == "done"
+        built.fallback.close()
+    sent = json.dumps(server.requests[-1]["json"])
+    assert FALLBACK_KEY not in sent and "***" in sent
+
+
+# --- read_file opens race-free ---------------------------------------------------------------
+
+
+def _swap_while_reading(swap: Callable[[int], None], read: Callable[[], str]) -> list[str]:
+    """Call swap(i) in a thread, in a tight loop, while reading in this one; what was read.
+
+    Bounded in iterations on both sides: the swapper stops when the reads are done.
+    """
+    swaps, reads = 50_000, 20_000
+    started, stop, results = threading.Event(), threading.Event(), []
+
+    def swapper() -> None:
+        for i in range(swaps):
+            if stop.is_set():
+                return
+            swap(i)
+            started.set()
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race needs it
+    thread = threading.Thread(target=swapper, daemon=True)
+    try:
+        thread.start()
+        assert started.wait(30)
+        for _ in range(reads):
+            try:
+                results.append(read())
+            except OSError as exc:  # refused or missing: fine, as long as it is not read
+                results.append(f"error: {exc}")
+            if not thread.is_alive():
+                break
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(previous)
+    return results
+
+
+@pytest.fixture
+def sides(tmp_path):
+    root, outside = tmp_path / "allowed", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "data.txt").write_text("OUTSIDE SECRET", encoding="utf-8")
+    return root, outside
+
+
+def test_a_directory_swapped_for_a_symlink_while_reading_never_reads_outside(sides):
+    """`d` is a real directory when the path is checked, a symlink out when it is opened."""
+    root, outside = sides
+    (root / "d").mkdir()
+    (root / "d" / "data.txt").write_text("inside text", encoding="utf-8")
+    (root / "d.link").symlink_to(outside)
+    names = (root / "d", root / "d.real", root / "d.link")
+
+    def swap(i: int) -> None:
+        here, real, link = names
+        if i % 2 == 0:  # the directory steps aside, the symlink takes its name
+            os.rename(here, real)
+            os.rename(link, here)
+        else:
+            os.rename(here, link)
+            os.rename(real, here)
+
+    reader = make_read_file([str(root)])
+    results = _swap_while_reading(swap, lambda: reader.func(str(root / "d" / "data.txt")))
+    assert not [r for r in results if "OUTSIDE" in r]
+    assert "inside text" in results  # the reads did happen
+
+
+def test_a_file_swapped_for_a_symlink_while_reading_never_reads_outside(sides):
+    """`f` is a regular file when the path is checked, a symlink out when it is opened."""
+    root, outside = sides
+    (root / "f").write_text("inside text", encoding="utf-8")
+    spare = root / "f.new"
+
+    def swap(i: int) -> None:
+        if i % 2 == 0:
+            spare.symlink_to(outside / "data.txt")
+        else:
+            spare.write_text("inside text", encoding="utf-8")
+        os.replace(spare, root / "f")  # atomic: `f` always exists, as one or the other
+
+    reader = make_read_file([str(root)])
+    results = _swap_while_reading(swap, lambda: reader.func(str(root / "f")))
+    assert not [r for r in results if "OUTSIDE" in r]
+    assert "inside text" in results
+
+
+def test_read_file_never_blocks_on_a_fifo_swapped_in(tmp_path):
+    root = tmp_path / "allowed"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    reader = make_read_file([str(root)])
+    with pytest.raises(OSError, match="not a regular file"):
+        reader.func(str(root / "pipe"))  # O_NONBLOCK: no writer needed to return
 
 
 # --- a key echoed by the server is masked before it is stored --------------------------------
