@@ -551,7 +551,7 @@ def _secret_file(path: str, key: str, source: str | None) -> str:
     _check_secret(value, f"{key}: {path}", key, source)
     if info.st_mode & 0o066:  # others can read it (or write their own key into it)
         log.warning(
-            "%s: %s can be read or written by other users; run chmod 600 %s", key, path, path
+            "%s: %s can be read or written by other users; run chmod 600 %s", key, file, file
         )
     return value
 

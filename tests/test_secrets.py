@@ -5,8 +5,10 @@ and keys over plain http or in loose files are warned about."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -19,6 +21,7 @@ from hermes_min.agent import Agent
 from hermes_min.cli import main
 from hermes_min.client import ChatClient
 from hermes_min.config import load_config
+from hermes_min.connection import HttpSession, HttpSettings
 from hermes_min.storage import Store
 from hermes_min.tools import run_tool, tool
 from hermes_min.tools.builtins import make_read_file
@@ -48,6 +51,18 @@ def call_reply(name: str, arguments: dict, call_id: str = "c1") -> Reply:
         "function": {"name": name, "arguments": json.dumps(arguments)},
     }
     return Reply(parts=[sse(chunk(tool_calls=[fragment]), chunk(finish="tool_calls"))])
+
+
+def _env(tmp_path: Path, server_url: str = "http://127.0.0.1:9/v1") -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env.update(
+        OPENAI_BASE_URL=server_url,
+        HERMES_MODEL="m",
+        TERM="dumb",
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+    )
+    return env
 
 
 @pytest.fixture
@@ -257,6 +272,95 @@ def test_read_file_never_blocks_on_a_fifo_swapped_in(tmp_path):
     reader = make_read_file([str(root)])
     with pytest.raises(OSError, match="not a regular file"):
         reader.func(str(root / "pipe"))  # O_NONBLOCK: no writer needed to return
+
+
+# --- keys over plain http, key files others can read ------------------------------------------
+
+
+def test_a_secret_over_plain_http_to_another_host_is_warned_about_once(server, caplog):
+    proxy = server.url[: -len("/v1")]  # the server plays a proxy: no real remote host needed
+    server.reply(*[Reply(parts=answer("ok"))] * 3)
+    with (
+        HttpSession(HttpSettings(proxy=proxy, secrets=(KEY,))) as http,
+        caplog.at_level(logging.WARNING),
+    ):
+        for _ in range(3):
+            http.request("POST", "http://model.example.test/v1/chat/completions").close()
+    warnings = [r for r in caplog.records if "http://" in r.getMessage()]
+    assert len(warnings) == 1 and "model.example.test" in warnings[0].getMessage()
+    assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        ("http://127.0.0.1:{port}/v1/x", (KEY,)),  # loopback: never leaves the machine
+        ("http://localhost:{port}/v1/x", (KEY,)),
+        ("http://model.example.test/v1/x", ()),  # nothing secret goes with it
+    ],
+)
+def test_no_warning_for_loopback_or_without_a_secret(server, caplog, url, secrets):
+    proxy = server.url[: -len("/v1")]
+    server.reply(Reply(parts=answer("ok")))
+    with (
+        HttpSession(HttpSettings(proxy=proxy, secrets=secrets)) as http,
+        caplog.at_level(logging.WARNING),
+    ):
+        http.request("POST", url.format(port=server.port)).close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_one_plain_http_warning_per_run_of_the_command(server, tmp_path):
+    models = json.dumps({"data": [{"id": "only"}]}).encode()
+    server.reply(
+        Reply(parts=[models], content_type="application/json", framing="length"),
+        Reply(parts=answer("ok")),
+    )  # two requests (the model list, the answer) on one session
+    env = _env(tmp_path)
+    del env["HERMES_MODEL"]
+    env.update(HTTP_PROXY=server.url[: -len("/v1")], HERMES_API_KEY=KEY)
+    env["OPENAI_BASE_URL"] = "http://model.example.test/v1"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "hermes"), "hi"],
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    err = run.stderr.decode()
+    assert run.returncode == 0 and run.stdout == b"ok\n", err
+    assert len(server.requests) == 2
+    (line,) = [line for line in err.splitlines() if "http://" in line]
+    assert line.startswith("hermes: ") and "model.example.test" in line
+    assert KEY not in err
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("provider.api_key_file", "openai.key"),
+        ("provider.fallback.api_key_file", "fallback.key"),
+        ("telegram.token_file", "telegram.token"),
+    ],
+)
+def test_a_key_file_others_can_read_is_warned_about(home, caplog, key, name):
+    path = home / ".config" / "hermes" / name
+    with caplog.at_level(logging.WARNING):
+        load_config(None)
+    assert not caplog.records  # 0600: nothing to say
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        load_config(None)
+    (record,) = [r for r in caplog.records if str(path) in r.getMessage()]
+    assert key in record.getMessage() and "chmod 600" in record.getMessage()
+
+
+def test_a_group_writable_key_file_is_warned_about(tmp_path, caplog):
+    path = private(tmp_path / "key", KEY)
+    path.chmod(0o620)
+    config = private(tmp_path / "c.yaml", f"provider:\n  api_key_file: {path}\n")
+    with caplog.at_level(logging.WARNING):
+        load_config(str(config), env={})
+    assert "chmod 600" in caplog.text and KEY not in caplog.text
 
 
 # --- a key echoed by the server is masked before it is stored --------------------------------
