@@ -3,6 +3,7 @@ hostile config files and key files, out-of-range flags. Never a traceback, never
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hermes_min.cli import main
 from hermes_min.config import load_config
 from hermes_min.errors import ConfigError
+from hermes_min.storage import Store
+from tests.sse_server import Reply, answer
 
 ROOT = Path(__file__).resolve().parents[1]
 HERMES = [sys.executable, str(ROOT / "bin" / "hermes")]
@@ -45,6 +49,88 @@ def stored_user_messages(tmp_path: Path) -> list[str]:
     with sqlite3.connect(db) as check:
         rows = check.execute("SELECT content FROM messages WHERE role = 'user' ORDER BY id")
         return [row[0] for row in rows]
+
+
+# --- bytes that are not UTF-8 ------------------------------------------------------------------
+
+
+def test_non_utf8_bytes_in_argv_are_replaced_and_the_turn_is_stored(server, tmp_path):
+    server.reply(Reply(parts=answer("ok")))
+    run = subprocess.run(
+        [*HERMES, b"caf\xe9 au lait"],
+        env=env_for(tmp_path, server.url),
+        capture_output=True,
+        timeout=30,
+    )
+    assert run.returncode == 0 and run.stdout == b"ok\n", run.stderr
+    assert run.stderr == b""
+    assert stored_user_messages(tmp_path) == ["caf\ufffd au lait"]
+    assert server.requests[-1]["json"]["messages"][-1]["content"] == "caf\ufffd au lait"
+
+
+def test_storage_replaces_what_cannot_be_encoded_instead_of_losing_the_turn(tmp_path):
+    with Store(tmp_path / "h.db") as store:
+        cid = store.new_conversation(model="m\udcff", system="s\udce9")
+        store.append_turn(
+            cid,
+            [{"role": "user", "content": "caf\udce9"}, {"role": "assistant", "content": "\ud800"}],
+            model="m\udcff",
+        )
+        assert [m["content"] for m in store.messages(cid)] == ["s\ufffd", "caf\ufffd", "\ufffd"]
+
+
+# --- a closed or full stdout -------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """A stored conversation, so `history` has something to print."""
+    with Store(tmp_path / "state" / "hermes" / "hermes.db") as store:
+        cid = store.new_conversation(model="m")
+        store.append_turn(
+            cid,
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 20_000}],
+            model="m",
+        )
+    return cid
+
+
+def _redirected(redirect: str, argv: list, env: dict) -> subprocess.CompletedProcess:
+    """hermes run by a real shell with stdout closed (`>&-`) or sent to /dev/full."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirect}', "sh", *HERMES, *argv],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("redirect", [">&-", ">/dev/full"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history"],
+        ["history", "{cid}"],
+        ["history", "--json"],
+        ["replay", str(ROOT / "examples" / "sky.sse")],
+        ["replay", str(ROOT / "examples" / "sky.sse"), "--json"],
+        ["--version"],
+        ["ask-the-server"],
+    ],
+)
+def test_a_closed_or_full_stdout_is_one_line_and_exit_1(server, tmp_path, stored, redirect, argv):
+    server.reply(Reply(parts=answer("an answer\n" * 2000)))
+    argv = ["a question"] if argv == ["ask-the-server"] else [a.format(cid=stored) for a in argv]
+    run = _redirected(redirect, argv, env_for(tmp_path, server.url))
+    line = one_line(run.stderr)
+    assert run.returncode == 1, line
+    assert "stdout" in line
+
+
+def test_a_closed_stdout_is_fine_for_a_command_that_prints_nothing(tmp_path):
+    run = _redirected(">&-", ["history"], env_for(tmp_path))  # no conversations: no output
+    assert run.returncode == 0 and run.stderr == b""
 
 
 # --- config files ------------------------------------------------------------------------------
@@ -224,3 +310,52 @@ def test_a_config_nested_too_deeply_is_one_line(tmp_path):
     path = write(tmp_path, "provider:\n  extra_body: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="nested"):
         load_config(path, env={})
+
+
+# --- flags -------------------------------------------------------------------------------------
+
+
+def run_main(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "-5", "1000001", "99999999999999999999999"])
+def test_history_n_out_of_range_is_a_usage_error(capsys, n):
+    code, out, err = run_main(capsys, "history", "-n", n)
+    assert code == 2 and out == "" and err.startswith("hermes: ") and "-n" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_history_n_in_range_works(capsys):
+    assert run_main(capsys, "history", "-n", "1")[0] == 0
+    assert run_main(capsys, "history", "-n", "1000000")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--cid", "", "hi"],
+        ["--cid", "  ", "hi"],
+        ["chat", "--cid", ""],
+        ["history", ""],
+        ["telegram", "poll", "--max-seconds", "nan"],
+        ["telegram", "poll", "--max-seconds", "-1"],
+        ["telegram", "poll", "--max-seconds", "inf"],
+        ["telegram", "poll", "--max-updates", "-1"],
+        ["telegram", "poll", "--max-updates", "9" * 5000],
+    ],
+)
+def test_empty_ids_and_senseless_bounds_are_usage_errors(server, capsys, argv):
+    server.reply(Reply(parts=answer("must not be asked")))
+    code, out, err = run_main(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith("hermes: "), err
+    assert server.requests == []
+
+
+def test_history_json_still_lists(capsys, tmp_path):
+    with Store(tmp_path / "xdg-state" / "hermes" / "hermes.db") as store:
+        store.new_conversation(model="m")
+    code, out, _ = run_main(capsys, "history", "--json", "-n", "5")
+    assert code == 0 and len(json.loads(out)) == 1
