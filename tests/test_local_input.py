@@ -79,6 +79,25 @@ def test_storage_replaces_what_cannot_be_encoded_instead_of_losing_the_turn(tmp_
         assert [m["content"] for m in store.messages(cid)] == ["s\ufffd", "caf\ufffd", "\ufffd"]
 
 
+# --- bytes typed into chat that are not UTF-8 ------------------------------------------------
+
+
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])  # strict stdin, surrogateescape stdin
+def test_non_utf8_bytes_typed_into_chat_are_replaced_and_stored(server, tmp_path, locale):
+    server.reply(Reply(parts=answer("first")), Reply(parts=answer("second")))
+    run = subprocess.run(
+        [*HERMES, "chat", "-s", b"be \xff brief"],
+        input=b"caf\xe9\n/system \xfe\nthe \xc3 end\n",
+        env=env_for(tmp_path, server.url, LC_ALL=locale, LANG=locale),
+        capture_output=True,
+        timeout=30,
+    )
+    assert run.returncode == 0, run.stderr
+    assert b"Traceback" not in run.stderr and run.stdout == b"first\nsecond\n"
+    assert stored_user_messages(tmp_path) == ["caf\ufffd", "the \ufffd end"]
+    assert server.requests[-1]["json"]["messages"][0] == {"role": "system", "content": "\ufffd"}
+
+
 # --- a closed or full stdout -------------------------------------------------------------------
 
 

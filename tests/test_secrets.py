@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pty
+import select
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -272,6 +276,112 @@ def test_read_file_never_blocks_on_a_fifo_swapped_in(tmp_path):
     reader = make_read_file([str(root)])
     with pytest.raises(OSError, match="not a regular file"):
         reader.func(str(root / "pipe"))  # O_NONBLOCK: no writer needed to return
+
+
+# --- text from the model on a terminal -------------------------------------------------------
+
+EVIL = "red \x1b[31mtext\x1b[0m \x1b]0;owned\x07 bell\x07 cr\roverwrite \x9b2J"
+
+
+def _evil_conversation(tmp_path: Path) -> str:
+    with Store(tmp_path / "state" / "hermes" / "hermes.db") as store:
+        cid = store.new_conversation(model="m", system=f"sys {EVIL}")
+        store.append_turn(
+            cid,
+            [{"role": "user", "content": f"hi {EVIL}"}, {"role": "assistant", "content": EVIL}],
+            model="m",
+        )
+    return cid
+
+
+def _on_pty(argv: list[str], env: dict, stdin: bytes = b"") -> tuple[int, str]:
+    """Run hermes with stdout on a pseudo-terminal (stdin a pipe); exit code and output."""
+    master, slave = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "bin" / "hermes"), *argv],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    child.stdin.write(stdin)
+    child.stdin.close()
+    out = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], deadline - time.monotonic())[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal (it exited)
+                break
+            if not data:
+                break
+            out += data
+    os.close(master)
+    code = child.wait(30)
+    assert b"Traceback" not in child.stderr.read()
+    child.stderr.close()
+    return code, out.decode("utf-8", "replace")
+
+
+def _neutralised(shown: str) -> None:
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "\r" not in shown.replace("\r\n", "\n")  # the pty turns \n into \r\n; nothing else
+    assert "␛[31mtext" in shown and "␇" in shown
+
+
+def test_history_on_a_terminal_shows_control_characters_visibly(tmp_path):
+    cid = _evil_conversation(tmp_path)
+    code, shown = _on_pty(["history", cid], _env(tmp_path))
+    assert code == 0
+    _neutralised(shown)
+    code, listed = _on_pty(["history"], _env(tmp_path))
+    assert code == 0 and cid in listed and "\x1b" not in listed
+
+
+def test_history_into_a_pipe_and_json_keep_the_text_exact(tmp_path):
+    cid = _evil_conversation(tmp_path)
+    env = _env(tmp_path)
+    hermes = [sys.executable, str(ROOT / "bin" / "hermes")]
+    piped = subprocess.run([*hermes, "history", cid], env=env, capture_output=True, timeout=30)
+    assert piped.returncode == 0 and EVIL.encode() in piped.stdout
+    code, shown = _on_pty(["history", cid, "--json"], env)
+    record = json.loads(shown.replace("\r\n", "\n"))
+    assert record["turns"][0]["messages"][1]["content"] == EVIL
+
+
+def test_the_repl_history_echo_on_a_terminal_is_neutralised(tmp_path):
+    cid = _evil_conversation(tmp_path)
+    code, shown = _on_pty(["chat", "--cid", cid], _env(tmp_path), b"/history\n")
+    assert code == 0
+    _neutralised(shown)
+
+
+def test_the_repl_prompt_shows_a_served_model_name_visibly(server, tmp_path):
+    """A model name chosen by the server (the only one served) appears in the prompt."""
+    models = json.dumps({"data": [{"id": "evil\x1b]0;owned\x07"}]}).encode()
+    server.reply(Reply(parts=[models], content_type="application/json", framing="length"))
+    env = _env(tmp_path, server.url)
+    del env["HERMES_MODEL"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, str(ROOT / "bin" / "hermes"), "chat"], env)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"> " not in screen and time.monotonic() < deadline:
+            if select.select([fd], [], [], deadline - time.monotonic())[0]:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:  # the child exited
+                    break
+        assert b"> " in screen, screen
+        assert b"\x1b]0;owned" not in screen and "evil␛]0;owned␇> ".encode() in screen
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
 
 
 # --- keys over plain http, key files others can read ------------------------------------------
