@@ -114,12 +114,14 @@ def stored(tmp_path):
     return cid
 
 
-def _redirected(redirect: str, argv: list, env: dict) -> subprocess.CompletedProcess:
+def _redirected(
+    redirect: str, argv: list, env: dict, stdin: bytes = b""
+) -> subprocess.CompletedProcess:
     """hermes run by a real shell with stdout closed (`>&-`) or sent to /dev/full."""
     return subprocess.run(
         ["sh", "-c", f'exec "$@" {redirect}', "sh", *HERMES, *argv],
         env=env,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
         capture_output=True,
         timeout=30,
     )
@@ -145,6 +147,14 @@ def test_a_closed_or_full_stdout_is_one_line_and_exit_1(server, tmp_path, stored
     line = one_line(run.stderr)
     assert run.returncode == 1, line
     assert "stdout" in line
+
+
+@pytest.mark.parametrize("redirect", [">&-", ">/dev/full"])
+def test_chat_with_a_closed_or_full_stdout_still_stores_the_turn(server, tmp_path, redirect):
+    server.reply(Reply(parts=answer("an answer\n" * 2000)))
+    run = _redirected(redirect, ["chat"], env_for(tmp_path, server.url), b"hello\nagain\n")
+    assert run.returncode == 1 and "stdout" in one_line(run.stderr)
+    assert stored_user_messages(tmp_path) == ["hello"]  # stored; the REPL stops there
 
 
 def test_a_closed_stdout_is_fine_for_a_command_that_prints_nothing(tmp_path):

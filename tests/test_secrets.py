@@ -294,15 +294,21 @@ def _evil_conversation(tmp_path: Path) -> str:
     return cid
 
 
-def _on_pty(argv: list[str], env: dict, stdin: bytes = b"") -> tuple[int, str]:
-    """Run hermes with stdout on a pseudo-terminal (stdin a pipe); exit code and output."""
+def _on_pty(
+    argv: list[str], env: dict, stdin: bytes = b"", which: str = "stdout"
+) -> tuple[int, str]:
+    """Run hermes with stdout (or stderr) on a pseudo-terminal; exit code and what it showed.
+
+    The other stream is a pipe, read after the child exits (it says little), and must hold
+    no traceback.
+    """
     master, slave = pty.openpty()
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, which: slave}
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "bin" / "hermes"), *argv],
         env=env,
         stdin=subprocess.PIPE,
-        stdout=slave,
-        stderr=subprocess.PIPE,
+        **streams,
     )
     os.close(slave)
     child.stdin.write(stdin)
@@ -320,8 +326,9 @@ def _on_pty(argv: list[str], env: dict, stdin: bytes = b"") -> tuple[int, str]:
             out += data
     os.close(master)
     code = child.wait(30)
-    assert b"Traceback" not in child.stderr.read()
-    child.stderr.close()
+    other = child.stderr if which == "stdout" else child.stdout
+    assert b"Traceback" not in other.read()
+    other.close()
     return code, out.decode("utf-8", "replace")
 
 
@@ -356,6 +363,14 @@ def test_the_repl_history_echo_on_a_terminal_is_neutralised(tmp_path):
     code, shown = _on_pty(["chat", "--cid", cid], _env(tmp_path), b"/history\n")
     assert code == 0
     _neutralised(shown)
+
+
+def test_an_error_line_on_a_terminal_shows_control_characters_visibly(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text('provider:\n  "bad\\e]0;owned\\a": 1\n', encoding="utf-8")
+    code, shown = _on_pty(["history", "--config", str(config)], _env(tmp_path), which="stderr")
+    assert code == 2 and "unknown key provider.bad␛]0;owned␇" in shown
+    assert "\x1b" not in shown and "\x07" not in shown
 
 
 def test_the_repl_prompt_shows_a_served_model_name_visibly(server, tmp_path):

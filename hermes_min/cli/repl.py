@@ -169,32 +169,50 @@ class Repl:
         printer = TerminalPrinter(
             self.stdout, self.stderr, mode=self.mode, show_reasoning=self.show_reasoning
         )
-        terminated = None
+        stopped: BaseException | None = None  # raised again once the turn is saved
         try:
             with turn:
                 for event in turn:
                     printer.handle(event)
         except KeyboardInterrupt as signal_:
             turn.interrupt()
-            terminated = signal_ if isinstance(signal_, Terminated) else None
+            stopped = signal_ if isinstance(signal_, Terminated) else None
+        except (OSError, ValueError) as error:  # stdout is closed or full: save, then leave
+            turn.interrupt()
+            stopped = error
         finally:
-            self._settle(turn, printer)
-        if terminated is not None:
-            raise terminated
+            failed = self._settle(
+                turn, printer, report=not isinstance(stopped, (OSError, ValueError))
+            )
+        if stopped is not None:
+            raise stopped
+        if failed is not None:
+            raise failed
 
-    def _settle(self, turn: Turn, printer: TerminalPrinter) -> None:
-        """Show how the turn ended and save it; another Ctrl-C meanwhile cannot skip the save."""
-        for step in (lambda: turn.join(2.0), printer.close, lambda: self._report(turn)):
+    def _settle(
+        self, turn: Turn, printer: TerminalPrinter, *, report: bool
+    ) -> BaseException | None:
+        """Show how the turn ended and save it; neither another Ctrl-C nor an output that
+        fails (stdout closed or full) can skip the save. The output's error, if any."""
+        steps = [lambda: turn.join(2.0), printer.close]
+        if report:
+            steps.append(lambda: self._report(turn))
+        failed = None
+        for step in steps:
             try:
                 step()
             except KeyboardInterrupt:
                 pass
+            except (OSError, ValueError) as error:
+                failed = error  # main() says it once; nothing more is shown
+                break
         for _ in range(3):
             try:
                 self.conversation.save(turn)
-                return
+                break
             except KeyboardInterrupt:
                 continue  # the transaction rolled back: write it again
+        return failed
 
     def _report(self, turn: Turn) -> None:
         try:
