@@ -365,11 +365,13 @@ def test_the_repl_history_echo_on_a_terminal_is_neutralised(tmp_path):
     _neutralised(shown)
 
 
-def test_an_error_line_on_a_terminal_shows_control_characters_visibly(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text('provider:\n  "bad\\e]0;owned\\a": 1\n', encoding="utf-8")
-    code, shown = _on_pty(["history", "--config", str(config)], _env(tmp_path), which="stderr")
-    assert code == 2 and "unknown key provider.bad␛]0;owned␇" in shown
+def test_the_repl_error_line_on_a_terminal_shows_control_characters_visibly(server, tmp_path):
+    """A server's error message, quoted in the REPL's `hermes: ...` line on stderr."""
+    body = json.dumps({"error": {"message": "bad \x1b]0;owned\x07 request"}}).encode()
+    server.reply(Reply(parts=[body], status=400, content_type="application/json", framing="length"))
+    env = _env(tmp_path, server.url)
+    code, shown = _on_pty(["chat"], env, b"hello\n", which="stderr")
+    assert code == 0 and "bad ␛]0;owned␇ request" in shown
     assert "\x1b" not in shown and "\x07" not in shown
 
 

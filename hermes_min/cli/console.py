@@ -9,8 +9,6 @@ import os
 import sys
 from typing import Any, TextIO
 
-from ..transports.terminal import printable
-
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
 
@@ -29,12 +27,10 @@ def print_json(value: Any) -> None:
 
 
 def say(message: str) -> None:
-    """One line on stderr, prefixed `hermes:` (control characters visible on a terminal)."""
+    """One line on stderr, prefixed `hermes:`."""
     if sys.stderr is None:
         return  # stderr closed (2>&-): there is nowhere to say it
     first = " ".join(str(message).split()) or "error"
-    if isatty(sys.stderr):  # the line may quote a server's or a model's words
-        first = printable(first)
     sys.stderr.write(f"hermes: {first}\n")
     sys.stderr.flush()
 
