@@ -234,13 +234,11 @@ def load_config(
 def _read_file(file: Path, named: bool) -> dict | None:
     """The file's settings; None when no file was named and the default one does not exist."""
     try:
-        data, _ = read_small(file, CONFIG_LIMIT)
+        data, _ = _read_small(file, CONFIG_LIMIT, f"config file {file}", None, str(file))
     except FileNotFoundError:
         if named:
             raise ConfigError(f"config file not found: {file}", source=str(file)) from None
         return None
-    except OSError as exc:
-        raise ConfigError(f"config file {file} {_why(exc)}", source=str(file)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -310,51 +308,42 @@ def _loader() -> type:
     return NoAliasLoader
 
 
-def read_small(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
-    """A regular file's bytes (at most `limit`) and its status; never blocks on a FIFO.
+def _read_small(
+    path: Path, limit: int, where: str, key: str | None, source: str | None
+) -> tuple[bytes, os.stat_result]:
+    """A small regular file's bytes and status; never blocks on a FIFO, never reads a device.
 
-    OSError when it is missing or unreadable; IsADirectoryError, _NotRegular or _TooLarge
-    (OSErrors too) when it is not a small regular file. The checks are on the descriptor
-    opened (O_NONBLOCK: opening a FIFO does not wait for a writer), so a file swapped in
-    between cannot slip past them.
+    FileNotFoundError when it does not exist (the caller knows whether that is fine), else
+    a ConfigError that names `where`. The checks are on the descriptor opened (O_NONBLOCK:
+    opening a FIFO does not wait for a writer), so a file swapped in cannot slip past them.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}", key, source) from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(f"{path} is a directory")
+            raise ConfigError(f"{where} is a directory", key, source)
         if not stat.S_ISREG(info.st_mode):
-            raise _NotRegular(_file_kind(info.st_mode))
-        if info.st_size > limit:
-            raise _TooLarge(info.st_size)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:  # it grew after fstat
-            raise _TooLarge(size)
-        return b"".join(chunks), info
+            kind = _file_kind(info.st_mode)
+            raise ConfigError(f"{where} is {kind}, not a regular file", key, source)
+        # Its size is checked before reading and again after: a file can grow meanwhile.
+        data = b""
+        if info.st_size <= limit:
+            with open(fd, "rb", closefd=False) as file:  # read() loops to the size or EOF
+                data = file.read(limit + 1)
+        size = max(info.st_size, len(data))
+        if size > limit:
+            raise ConfigError(f"{where} is too large ({size} bytes)", key, source)
+        return data, info
+    except OSError as exc:  # a read error (EIO, EISDIR on some systems)
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}", key, source) from None
     finally:
         os.close(fd)
-
-
-class _NotRegular(OSError):
-    """The path is a FIFO, a device or a socket: reading it could block or never end."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"is {kind}, not a regular file")
-        self.kind = kind
-
-
-class _TooLarge(OSError):
-    """The file is larger than anything it should hold."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"is too large ({size} bytes)")
-        self.size = size
 
 
 def _file_kind(mode: int) -> str:
@@ -364,16 +353,7 @@ def _file_kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
-
-
-def _why(exc: OSError) -> str:
-    """What is wrong with a file, in a few words, by the kind of error."""
-    if isinstance(exc, (_NotRegular, _TooLarge)):
-        return str(exc)
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    return f"cannot be read: {exc.strerror or exc}"
+    return "something else"
 
 
 def _check(data: dict, source: str) -> dict[str, Any]:
@@ -539,9 +519,9 @@ def _secret_file(path: str, key: str, source: str | None) -> str:
     """The key or token a *_file setting names: one line of a small, private, regular file."""
     file = Path(path).expanduser()
     try:
-        data, info = read_small(file, SECRET_LIMIT)
-    except OSError as exc:
-        raise ConfigError(f"{key}: {path} {_why(exc)}", key, source) from None
+        data, info = _read_small(file, SECRET_LIMIT, f"{key}: {path}", key, source)
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist", key, source) from None
     try:
         value = data.decode("utf-8").strip()
     except UnicodeDecodeError:

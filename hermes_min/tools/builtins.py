@@ -56,7 +56,8 @@ def make_read_file(allowed_dirs: Iterable[str], refused: Iterable[str] = ()) -> 
                     "conversations); read_file never reads them"
                 )
             limit = min(max_bytes, READ_LIMIT)
-            data = _read(fd, limit + 1)
+            with open(fd, "rb", closefd=False) as file:  # read() loops to the size or EOF
+                data = file.read(limit + 1)
         finally:
             os.close(fd)
         return _text(path, data, limit, info.st_size)
@@ -128,18 +129,6 @@ def _identities(patterns: tuple[str, ...]) -> set[tuple[int, int]]:
                 continue  # gone since the glob, or unreadable: nothing to match
             found.add((info.st_dev, info.st_ino))
     return found
-
-
-def _read(fd: int, size: int) -> bytes:
-    """Up to `size` bytes from the descriptor (fewer only at the end of the file)."""
-    chunks, got = [], 0
-    while got < size:
-        chunk = os.read(fd, size - got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 def _text(path: str, data: bytes, limit: int, size: int) -> str:
