@@ -109,10 +109,16 @@ _FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW
 
 def _open_error(path: str, exc: OSError) -> OSError:
     """The error to report for a component that would not open, by its errno."""
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-        # A symlink where the check saw none: the path changed under us (or a file stands
-        # where a directory was). Never followed, so nothing outside the root is read.
+    # A symlink where the check saw none: the path changed under us. It is never followed,
+    # so nothing outside the root is read. (Linux says ENOTDIR for a symlink opened as a
+    # directory, the same as for a file standing where a directory should be.)
+    if exc.errno in (errno.ELOOP, errno.EMLINK):
         return PermissionError(f"{path} changed while it was being opened; it was not read")
+    if exc.errno == errno.ENOTDIR:
+        return PermissionError(
+            f"{path}: a part of it is not a directory, or it changed while it was being "
+            "opened; it was not read"
+        )
     if exc.errno == errno.ENOENT:
         return FileNotFoundError(f"{path} does not exist")
     return type(exc)(exc.errno, f"{path}: {exc.strerror}")
