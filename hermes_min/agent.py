@@ -47,10 +47,12 @@ class Agent:
         on_first_delta: Callable[[], None] | None = None,
         record: Sink | None = None,
         context_tokens: int = 0,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.context_tokens = context_tokens  # the model's window; 0: send everything
         self.estimate = TokenEstimate()  # learns chars per token from the server's counts
+        self.secrets = tuple(secrets)  # masked in every tool result the model gets
         self.record = record  # every response body, raw, one after another
         self.fallback = fallback
         self.tools = {t.name: t for t in tools}
@@ -287,7 +289,13 @@ class Turn:
             return ToolResult(
                 False, f"error: there is no tool named {call.name!r} (available: {names})"
             )
-        return run_tool(tool, call.arguments, timeout=self.agent.tool_timeout, cancel=self._cancel)
+        return run_tool(
+            tool,
+            call.arguments,
+            timeout=self.agent.tool_timeout,
+            cancel=self._cancel,
+            secrets=self.agent.secrets,
+        )
 
     def _tool_schemas(self) -> list[dict] | None:
         return [t.schema() for t in self.agent.tools.values()] or None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from .agent import Agent
 from .client import ChatClient
 from .config import Config
+from .storage import default_path
 from .tools import Tool, load_tool
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,28 @@ def _client(
 def tools(config: Config, extra: Iterable[str] = ()) -> list[Tool]:
     """The tools listed in config.yaml plus any --tool, loaded (ConfigError if one fails)."""
     specs = list(dict.fromkeys([*config.tools, *extra]))  # each once, in order
-    return [load_tool(spec, allowed_dirs=config.agent.read_dirs) for spec in specs]
+    dirs, refused = config.agent.read_dirs, own_files(config)
+    return [load_tool(spec, allowed_dirs=dirs, refused=refused) for spec in specs]
+
+
+def own_files(config: Config) -> tuple[str, ...]:
+    """Glob patterns of hermes' own files, which read_file refuses even under read_dirs.
+
+    The config file in use, the key and token files, the database with its journals, the
+    REPL's line history beside it, and the bot's lock files (telegram-<bot>.lock): a model
+    must not be able to read a secret, or the conversations, through a tool.
+    """
+    db = Path(config.storage.path or default_path()).expanduser().absolute()
+    named = (
+        config.source,
+        config.provider.api_key_file,
+        config.provider.fallback.get("api_key_file"),
+        config.telegram.token_file,
+        *(f"{db}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")),
+        str(db.with_name("chat_history")),
+    )
+    files = [glob.escape(os.path.abspath(os.path.expanduser(name))) for name in named if name]
+    return (*files, os.path.join(glob.escape(str(db.parent)), "telegram-*.lock"))
 
 
 def agent(
@@ -72,4 +97,5 @@ def agent(
         strip_think_tags=a.strip_think_tags,
         context_tokens=a.context_tokens,
         fallback=fallback_client(config, stream),
+        secrets=config.secrets,
     )

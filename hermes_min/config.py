@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -11,7 +14,12 @@ from typing import Any
 
 from .errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 _NUMBER = (int, float)
+CONFIG_LIMIT = 1 << 20  # a config file is a few KiB; more is a mistake (or an attack)
+SECRET_LIMIT = 4096  # a key or token file holds one line: read no more than this
+MAX_SECONDS = 1_000_000.0  # past this a timeout overflows the platform's time_t somewhere
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,12 @@ class Config:
     tools: tuple = ()
     source: str | None = None
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The API keys and bot token these settings hold: never shown, sent or stored."""
+        found = (self.provider.api_key, self.provider.fallback.get("api_key"), self.telegram.token)
+        return tuple(dict.fromkeys(secret for secret in found if secret))
+
 
 class _ListOf:
     """A config value that must be a list of one type."""
@@ -178,6 +192,9 @@ _POSITIVE = frozenset(
 _NON_NEGATIVE = frozenset(
     {"provider.max_retries", "streaming.buffer_threshold", "agent.context_tokens"}
 )
+_COUNTS = frozenset({"agent.max_turns"})  # positive, but not seconds
+_SECONDS = _POSITIVE - _COUNTS
+_SECRETS = frozenset({"provider.api_key", "telegram.token"})
 
 # Environment variables, first found wins; HERMES_* beat the names other tools use.
 _ENV = {
@@ -210,9 +227,9 @@ def load_config(
     source = str(file) if values is not None else None
     merged = _check(values or {}, source or "config")
     for key, names in _ENV.items():
-        value = next((env[n] for n in names if env.get(n)), None)
-        if value is not None:
-            merged[key] = value
+        name = next((n for n in names if env.get(n)), None)
+        if name is not None:
+            merged[key] = _checked(key, env[name], name)
     for key, value in (overrides or {}).items():
         if value is not None:
             merged[key] = _checked(key, value, "the command line")
@@ -220,27 +237,128 @@ def load_config(
 
 
 def _read_file(file: Path, named: bool) -> dict | None:
-    if not file.is_file():
+    """The file's settings; None when no file was named and the default one does not exist."""
+    try:
+        data, _ = _read_small(file, CONFIG_LIMIT, f"config file {file}", None, str(file))
+    except FileNotFoundError:
         if named:
-            raise ConfigError(f"config file not found: {file}", source=str(file))
+            raise ConfigError(f"config file not found: {file}", source=str(file)) from None
         return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte {exc.start} is invalid)", source=str(file)
+        ) from None
+    values = _parse_yaml(text, file)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections", source=str(file))
+    return values
+
+
+def _parse_yaml(text: str, file: Path) -> Any:
+    """The YAML document in `text`, refusing anchors and aliases (one line naming where)."""
     import yaml  # here, not at the top: `hermes --version` must not pay for it
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # a pure-Python build has no C one
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=loader)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}", source=str(file)) from None
+        return yaml.load(text, Loader=_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{file}{where}: {problem}", source=str(file)) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the top level must be a mapping of sections", source=str(file))
-    return data
+    except RecursionError:  # the pure-Python parser has no depth limit of its own
+        raise ConfigError(f"{file}: nested too deeply", source=str(file)) from None
+
+
+def _loader() -> type:
+    """A safe YAML loader that refuses anchors and aliases.
+
+    An alias is a reference: ten lines of them make a structure of billions of items once
+    anything walks it (a request body holding extra_body), and no setting needs one. The
+    check sits in PyYAML's Python composer, over the C parser where PyYAML has it.
+    """
+    import yaml  # its submodules by attribute: they are loaded with it
+
+    composer, constructor, resolver = yaml.composer, yaml.constructor, yaml.resolver
+    parser = getattr(getattr(yaml, "cyaml", None), "CParser", None)
+    if parser is None:  # a pure-Python PyYAML, as in hermes.pyz
+        base: type = yaml.SafeLoader
+    else:
+
+        class base(  # type: ignore[no-redef]
+            composer.Composer, parser, constructor.SafeConstructor, resolver.Resolver
+        ):
+            """CSafeLoader with the Python composer, which can be told to refuse aliases."""
+
+            def __init__(self, stream: str) -> None:
+                parser.__init__(self, stream)
+                constructor.SafeConstructor.__init__(self)
+                resolver.Resolver.__init__(self)
+                composer.Composer.__init__(self)
+
+    class NoAliasLoader(base):  # type: ignore[valid-type, misc]
+        """A safe loader that stops at the first anchor or alias, naming its line."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise composer.ComposerError(
+                    None, None, "YAML anchors and aliases (&, *) are not allowed", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def _read_small(
+    path: Path, limit: int, where: str, key: str | None, source: str | None
+) -> tuple[bytes, os.stat_result]:
+    """A small regular file's bytes and status; never blocks on a FIFO, never reads a device.
+
+    FileNotFoundError when it does not exist (the caller knows whether that is fine), else
+    a ConfigError that names `where`. The checks are on the descriptor opened (O_NONBLOCK:
+    opening a FIFO does not wait for a writer), so a file swapped in cannot slip past them.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}", key, source) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{where} is a directory", key, source)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _file_kind(info.st_mode)
+            raise ConfigError(f"{where} is {kind}, not a regular file", key, source)
+        # Its size is checked before reading and again after: a file can grow meanwhile.
+        data = b""
+        if info.st_size <= limit:
+            with open(fd, "rb", closefd=False) as file:  # read() loops to the size or EOF
+                data = file.read(limit + 1)
+        size = max(info.st_size, len(data))
+        if size > limit:
+            raise ConfigError(f"{where} is too large ({size} bytes)", key, source)
+        return data, info
+    except OSError as exc:  # a read error (EIO, EISDIR on some systems)
+        raise ConfigError(f"{where} cannot be read: {exc.strerror}", key, source) from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "something else"
 
 
 def _check(data: dict, source: str) -> dict[str, Any]:
@@ -322,6 +440,8 @@ def _mapping(name: str, value: Any, want: _MappingOf, source: str) -> dict:
                 f"{name}.{key}",
                 source,
             )
+        if key == "api_key":
+            _check_secret(item, f"{name}.{key} in {source}", f"{name}.{key}", source)
     return dict(value)
 
 
@@ -334,6 +454,18 @@ def _is_a(value: Any, want: Any) -> bool:
 
 
 def _in_range(name: str, value: Any, source: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{name} in {source} must be a finite number, not {value!r}", name, source
+        )
+    if name in _SECONDS and value > MAX_SECONDS:
+        raise ConfigError(
+            f"{name} in {source} must be at most {MAX_SECONDS:g} seconds, not {value!r}",
+            name,
+            source,
+        )
+    if name in _SECRETS:
+        _check_secret(value, f"{name} in {source}", name, source)
     if name in _POSITIVE and value <= 0:
         raise ConfigError(f"{name} in {source} must be greater than 0, not {value!r}", name, source)
     if name in _NON_NEGATIVE and value < 0:
@@ -389,10 +521,33 @@ def _secrets_from_files(config: Config, source: str | None) -> Config:
 
 
 def _secret_file(path: str, key: str, source: str | None) -> str:
+    """The key or token a *_file setting names: one line of a small, private, regular file."""
+    file = Path(path).expanduser()
     try:
-        value = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}", key, source) from None
+        data, info = _read_small(file, SECRET_LIMIT, f"{key}: {path}", key, source)
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist", key, source) from None
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text", key, source) from None
     if not value:
         raise ConfigError(f"{key}: {path} is empty", key, source)
+    _check_secret(value, f"{key}: {path}", key, source)
+    if info.st_mode & 0o066:  # others can read it (or write their own key into it)
+        log.warning(
+            "%s: %s can be read or written by other users; run chmod 600 %s", key, file, file
+        )
     return value
+
+
+def _check_secret(value: str, where: str, key: str, source: str | None) -> None:
+    """Refuse a key or token with a line break or control character (it cannot be sent)."""
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value):
+        # Never the value itself in the message: it is a secret.
+        raise ConfigError(
+            f"{where} holds a line break or a control character; it must hold only the "
+            "key, on one line",
+            key,
+            source,
+        )

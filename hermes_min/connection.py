@@ -169,6 +169,7 @@ class HttpSession:
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         self.verify = resolve_verify(settings.ca_bundle, settings.insecure)
         self._slots = threading.local()  # the SocketSlot of the request each thread makes
+        self._warned_plain = False  # the plain-http warning is said once per session
         self._session: requests.Session | None = requests.Session()
         self._session.trust_env = False  # proxies and CA are resolved here, explicitly
         context = bundled_ca_context() if self.verify is True else None
@@ -189,6 +190,7 @@ class HttpSession:
         if self._session is None:
             raise NetworkError("url", "the HTTP session is closed", reached=False)
         self._check_ca_file()
+        self._warn_plain_http(url)
         proxies = self.proxies_for(url)
         self._slots.slot = slot
         try:
@@ -266,6 +268,23 @@ class HttpSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _warn_plain_http(self, url: str) -> None:
+        """Say once that a key or token is about to cross the network unencrypted."""
+        if self._warned_plain or not self.settings.secrets:
+            return
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return  # requests reports the bad URL itself
+        if parts.scheme.lower() != "http" or _is_loopback(parts.hostname or ""):
+            return  # TLS, or this machine's own server: the secret never crosses a network
+        self._warned_plain = True
+        log.warning(
+            "the API key or bot token is sent unencrypted (http://) to %s: anyone on the way "
+            "can read it; use https://",
+            parts.hostname,
+        )
 
     def _check_ca_file(self) -> None:
         # requests would raise a bare OSError naming the path; saying it here names the fix.

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ _TYPOS = str.maketrans("ilo", "110")  # what Crockford says a reader means by th
 _ID_LENGTH = 10  # 50 random bits: a few typed characters are almost always a unique prefix
 _TITLE_LENGTH = 60
 _USAGE = ("prompt_tokens", "completion_tokens", "total_tokens")
+# Lone surrogates: what undecodable bytes become in Python text (argv, a JSON "\udcff").
+# SQLite stores UTF-8, which cannot hold them: they would make the whole turn fail.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 # Each entry moves the schema up one version (PRAGMA user_version); never edit a shipped one.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -129,10 +133,8 @@ def default_path(env: Mapping[str, str] | None = None) -> Path:
 def open_store(config: Config, *, required: bool) -> Store | None:
     """The store the settings name; when not `required`, a failure is a warning and None."""
     path = config.storage.path or default_path()
-    p, t = config.provider, config.telegram
-    secrets = [s for s in (p.api_key, p.fallback.get("api_key"), t.token) if s]
     try:
-        return Store(path, secrets=secrets)
+        return Store(path, secrets=config.secrets)
     except HermesError as error:
         if required:
             raise
@@ -181,7 +183,7 @@ class Store:
             self._sql(
                 "INSERT INTO conversations (id, key, model, system, created, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (cid, key, model, self._scrub(system), now, now),
+                (cid, _valid(key), self._scrub(model), self._scrub(system), now, now),
             )
             if key is not None:
                 self._sql(
@@ -246,6 +248,9 @@ class Store:
     ) -> int:
         """Record one whole turn (the user message and all that answered it); its number."""
         _check_turn(messages)
+        # A server may echo the key anywhere it likes, the model's name included.
+        model = self._scrub(model)
+        usage_text = self._scrub(json.dumps(usage)) if usage else None
         with self.transaction():
             self._require(cid)
             (number,) = self._one(
@@ -255,7 +260,7 @@ class Store:
             self._sql(
                 "INSERT INTO turns (conversation_id, number, started, model, interrupted, usage)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (cid, number, now, model, int(interrupted), json.dumps(usage) if usage else None),
+                (cid, number, now, model, int(interrupted), usage_text),
             )
             for position, message in enumerate(messages):
                 self._insert_message(cid, number, position, message)
@@ -476,8 +481,9 @@ class Store:
                 return cid
 
     def _scrub(self, text: str | None) -> str | None:
-        """`text` without secrets: sk-... keys, bot tokens, URL passwords, our own secrets."""
-        return redact(text, self._secrets) if text else text
+        """`text` without secrets (sk-... keys, bot tokens, URL passwords, our own secrets),
+        and storable (lone surrogates replaced)."""
+        return redact(_valid(text), self._secrets) if text else text
 
     def _insert_message(self, cid: str, number: int, position: int, message: dict) -> None:
         content = self._scrub(message.get("content"))
@@ -486,15 +492,16 @@ class Store:
         cursor = self._sql(
             "INSERT INTO messages (conversation_id, turn, position, role, content, tool_call_id)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (cid, number, position, message["role"], content, message.get("tool_call_id")),
+            (cid, number, position, message["role"], content, _valid(message.get("tool_call_id"))),
         )
         for index, call in enumerate(message.get("tool_calls") or ()):
             function = call["function"]
             arguments = self._scrub(function["arguments"])
+            name = self._scrub(function["name"])
             self._sql(
                 "INSERT INTO tool_calls (message_id, position, call_id, name, arguments)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (cursor.lastrowid, index, call["id"], function["name"], arguments),
+                (cursor.lastrowid, index, _valid(call["id"]), name, arguments),
             )
 
     def _stored_messages(self, cid: str) -> dict[int, list[dict]]:
@@ -514,6 +521,13 @@ class Store:
             if row["call_id"] is not None:
                 message.setdefault("tool_calls", []).append(_tool_call(row))
         return turns
+
+
+def _valid(text: str | None) -> str | None:
+    """`text` with each lone surrogate replaced by U+FFFD, so SQLite can encode it."""
+    if text is None or not _SURROGATES.search(text):
+        return text
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def _create_private(path: Path) -> None:

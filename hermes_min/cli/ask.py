@@ -25,6 +25,7 @@ from .console import (
     print_json,
     quiet_pipe,
     say,
+    stdout_problem,
 )
 from .repl import chat
 from .settings import conversation, load, opened_store
@@ -155,8 +156,8 @@ def _show(stream: _Running, args: argparse.Namespace, mode: str) -> int:
             return quiet_pipe()
     output.close()
     code = _finish(stream, args)
-    if output.failure:
-        say(f"cannot write the answer: {output.failure}")
+    if output.failure is not None:
+        say(stdout_problem(output.failure))
         return EXIT_ERROR
     return code
 
@@ -165,30 +166,30 @@ class _Output:
     """Where the events go; a write that fails (a full disk, a closed stdout) stops writing."""
 
     def __init__(self, args: argparse.Namespace, mode: str) -> None:
-        self.failure = "" if sys.stdout is not None else "standard output is closed"
-        self._sink = _sink(args, mode) if not self.failure else _Silent()
+        self.failure: BaseException | None = None
+        self._sink = _sink(args, mode)
 
     def handle(self, event: object) -> None:
         """Show one event, unless writing already failed."""
-        if self.failure:
+        if self.failure is not None:
             return
         try:
             self._sink.handle(event)
         except BrokenPipeError:
             raise  # the reader went away: a quiet exit, not a failure
         except (OSError, ValueError) as exc:  # ValueError: "I/O operation on closed file"
-            self.failure = _reason(exc)
+            self.failure = exc
 
     def close(self) -> None:
         """Flush the output (a failure here is remembered too)."""
-        if self.failure:
+        if self.failure is not None:
             return
         try:
             self._sink.close()
         except BrokenPipeError:
             raise
         except (OSError, ValueError) as exc:
-            self.failure = _reason(exc)
+            self.failure = exc
 
 
 def _sink(args: argparse.Namespace, mode: str) -> EventWriter | TerminalPrinter | _Silent:

@@ -12,7 +12,17 @@ from types import FrameType
 from typing import Callable, Optional, Union
 
 from ..errors import HermesError, Terminated
-from .console import EXIT_SIGINT, EXIT_SIGTERM, quiet_pipe, say
+from .console import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    GuardedStdout,
+    quiet_pipe,
+    say,
+    stdout_problem,
+    valid_text,
+)
 from .parser import SUBCOMMANDS, parser_for
 
 _Handler = Union[Callable[[int, Optional[FrameType]], object], int, None]
@@ -22,6 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     previous = _on_sigterm()
+    stdout = GuardedStdout.install()
+    try:
+        code = _run(argv, stdout)
+    except SystemExit as done:  # argparse after -h or --version: was its text written?
+        if done.code in (0, None) and _settled(stdout, EXIT_OK) != EXIT_OK:
+            raise SystemExit(EXIT_ERROR) from None
+        raise
+    else:
+        return _settled(stdout, code)
+    finally:
+        stdout.uninstall()
+        _restore(previous)
+
+
+def _run(argv: list[str], stdout: GuardedStdout) -> int:
+    """Dispatch, turning every expected way of failing into one line and an exit code."""
     try:
         return _dispatch(argv)
     except HermesError as error:
@@ -33,8 +59,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SIGTERM
     except KeyboardInterrupt:
         return EXIT_SIGINT
-    finally:
-        _restore(previous)
+    except (OSError, ValueError) as error:
+        if not stdout.raised(error):
+            raise  # not stdout's failure: a bug, and its traceback is worth seeing
+        say(stdout_problem(error))
+        quiet_pipe()
+        return EXIT_ERROR
+
+
+def _settled(stdout: GuardedStdout, code: int) -> int:
+    """The exit code once what is buffered has been flushed (or could not be).
+
+    Flushed here, not at interpreter exit, where a full or closed stdout would end in
+    "Exception ignored" and exit 120. A failure nobody reported yet (the command claims
+    success, argparse swallowed the error) becomes the one line and exit 1.
+    """
+    failure = stdout.settle()
+    if failure is None:
+        return code
+    quiet_pipe()  # whatever is still buffered goes to /dev/null at exit, not into an error
+    if isinstance(failure, BrokenPipeError) or code != EXIT_OK:
+        return code  # the reader left (quiet, as always), or the failure was already said
+    say(stdout_problem(failure))
+    return EXIT_ERROR
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -43,9 +90,25 @@ def _dispatch(argv: list[str]) -> int:
         command, rest = argv[0], argv[1:]
     else:
         command, rest = "ask", argv
-    args = parser_for(command).parse_args(rest)
+    args = _valid_text(parser_for(command).parse_args(rest))
     _setup_logging(getattr(args, "verbose", False))
     return _command(command)(args)
+
+
+# Arguments that name files: kept byte for byte, so a file whose name is not UTF-8 opens.
+_PATHS = frozenset({"config", "record", "file", "ca_bundle"})
+
+
+def _valid_text(args: argparse.Namespace) -> argparse.Namespace:
+    """Every text argument (prompt, system prompt, model, ids) made valid Unicode."""
+    for name, value in vars(args).items():
+        if name in _PATHS:
+            continue
+        if isinstance(value, str):
+            setattr(args, name, valid_text(value))
+        elif isinstance(value, list):
+            setattr(args, name, [valid_text(v) if isinstance(v, str) else v for v in value])
+    return args
 
 
 def _command(command: str) -> Callable[[argparse.Namespace], int]:

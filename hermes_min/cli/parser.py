@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable
 
 from .. import __version__
 from ..errors import UsageError
 
 SUBCOMMANDS = ("models", "replay", "telegram", "chat", "history")
+MAX_LISTED = 1_000_000  # `history -n`: more is a typo (and past SQLite's integer range)
+MAX_UPDATES = 1_000_000_000  # `--max-updates`
+MAX_SECONDS = 1e9  # `--max-seconds`: about 30 years
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,8 +56,15 @@ def _chat_parser() -> ArgumentParser:
 
 def _history_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hermes history", description="Show stored conversations.")
-    parser.add_argument("id", nargs="?", help="a conversation id (or a unique prefix)")
-    parser.add_argument("-n", type=int, default=20, help="how many to list (default 20)")
+    parser.add_argument(
+        "id", nargs="?", type=_non_empty, help="a conversation id (or a unique prefix)"
+    )
+    parser.add_argument(
+        "-n",
+        type=_count(1, MAX_LISTED),
+        default=20,
+        help=f"how many to list, 1 to {MAX_LISTED} (default 20)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
     return parser
@@ -68,7 +80,7 @@ def _conversation_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the last conversation",
     )
-    parser.add_argument("--cid", help="continue the conversation with this id")
+    parser.add_argument("--cid", type=_non_empty, help="continue the conversation with this id")
     parser.add_argument(
         "--tool",
         action="append",
@@ -123,9 +135,11 @@ def _poll_parser(commands: argparse._SubParsersAction, parent: argparse.Argument
     poll.error = parent.error  # type: ignore[method-assign]
     poll.add_argument("--once", action="store_true", help="handle what is pending and exit")
     poll.add_argument(
-        "--max-seconds", type=float, metavar="N", help="start no new update after N seconds"
+        "--max-seconds", type=_seconds, metavar="N", help="start no new update after N seconds"
     )
-    poll.add_argument("--max-updates", type=int, metavar="N", help="handle at most N updates")
+    poll.add_argument(
+        "--max-updates", type=_count(0, MAX_UPDATES), metavar="N", help="handle at most N updates"
+    )
     poll.add_argument(
         "--wait-lock",
         action="store_true",
@@ -182,3 +196,38 @@ def _output_flags(parser: argparse.ArgumentParser) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print only the final message as JSON")
     out.add_argument("--events", action="store_true", help="print every event as a JSON line")
+
+
+def _non_empty(text: str) -> str:
+    """An id: anything but nothing (an empty --cid silently started a new conversation)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _count(least: int, most: int) -> Callable[[str], int]:
+    """The type of a count flag: a whole number from `least` to `most`."""
+    bound = f"a whole number from {least} to {most}"
+
+    def count(text: str) -> int:
+        # The text is never echoed: it may be thousands of digits.
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {bound}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be {bound}")
+        return value
+
+    return count
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds: 0 or more (0: start nothing new), finite, not absurdly large."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_SECONDS:g}")
+    return value

@@ -17,8 +17,8 @@ from ..config import Config
 from ..conversation import Conversation
 from ..errors import StreamError, Terminated
 from ..storage import default_path
-from ..transports.terminal import TerminalPrinter
-from .console import isatty
+from ..transports.terminal import TerminalPrinter, printable
+from .console import isatty, valid_text
 from .settings import conversation, load, opened_store
 
 HELP = """\
@@ -45,7 +45,7 @@ def chat(args: argparse.Namespace, config: Config | None = None) -> int:
             client=model_client,
             conversation=talk,
             agent_for=lambda: agent,
-            stdin=sys.stdin,
+            stdin=_tolerant(sys.stdin),
             stdout=sys.stdout,
             stderr=sys.stderr,
             history_file=history,
@@ -57,6 +57,15 @@ def chat(args: argparse.Namespace, config: Config | None = None) -> int:
         finally:
             if agent.fallback is not None:
                 agent.fallback.close()
+
+
+def _tolerant(stdin: TextIO) -> TextIO:
+    """stdin, set to read bytes that are not UTF-8 without raising (Repl replaces them)."""
+    try:
+        stdin.reconfigure(errors="surrogateescape")  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        pass  # not a TextIOWrapper (a test's stream), or closed: read it as it is
+    return stdin
 
 
 class Repl:
@@ -78,6 +87,9 @@ class Repl:
         self.client, self.conversation, self.agent_for = client, conversation, agent_for
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.tty = isatty(stdin) and isatty(stdout)  # prompts and line editing only then
+        # Stored and served text (a model name, /history) is shown with control characters
+        # made visible on a terminal, and exactly as it is into a pipe.
+        self._visible_out, self._visible_err = isatty(stdout), isatty(stderr)
         self.history_file = history_file
         self.mode, self.show_reasoning = mode, show_reasoning
         self._armed = False  # Ctrl-C was pressed once at an empty prompt
@@ -127,7 +139,7 @@ class Repl:
             return False
 
     def _read(self) -> str:
-        lines = [self._line(f"{self.client.model}> ")]
+        lines = [self._line(f"{printable(str(self.client.model))}> ")]
         while lines[-1].endswith("\\"):
             lines[-1] = lines[-1][:-1]
             lines.append(self._line("... "))
@@ -136,12 +148,13 @@ class Repl:
         return "\n".join(lines)
 
     def _line(self, prompt: str) -> str:
+        """One line typed or piped, with bytes that were not UTF-8 replaced."""
         if self.tty:
-            return input(prompt)  # readline (if loaded) gives editing and history
+            return valid_text(input(prompt))  # readline (if loaded) gives editing and history
         line = self.stdin.readline()
         if not line:
             raise EOFError
-        return line.rstrip("\n")
+        return valid_text(line.rstrip("\n"))
 
     def _more_waiting(self) -> bool:
         if not self.tty:
@@ -156,32 +169,50 @@ class Repl:
         printer = TerminalPrinter(
             self.stdout, self.stderr, mode=self.mode, show_reasoning=self.show_reasoning
         )
-        terminated = None
+        stopped: BaseException | None = None  # raised again once the turn is saved
         try:
             with turn:
                 for event in turn:
                     printer.handle(event)
         except KeyboardInterrupt as signal_:
             turn.interrupt()
-            terminated = signal_ if isinstance(signal_, Terminated) else None
+            stopped = signal_ if isinstance(signal_, Terminated) else None
+        except (OSError, ValueError) as error:  # stdout is closed or full: save, then leave
+            turn.interrupt()
+            stopped = error
         finally:
-            self._settle(turn, printer)
-        if terminated is not None:
-            raise terminated
+            failed = self._settle(
+                turn, printer, report=not isinstance(stopped, (OSError, ValueError))
+            )
+        if stopped is not None:
+            raise stopped
+        if failed is not None:
+            raise failed
 
-    def _settle(self, turn: Turn, printer: TerminalPrinter) -> None:
-        """Show how the turn ended and save it; another Ctrl-C meanwhile cannot skip the save."""
-        for step in (lambda: turn.join(2.0), printer.close, lambda: self._report(turn)):
+    def _settle(
+        self, turn: Turn, printer: TerminalPrinter, *, report: bool
+    ) -> BaseException | None:
+        """Show how the turn ended and save it; neither another Ctrl-C nor an output that
+        fails (stdout closed or full) can skip the save. The output's error, if any."""
+        steps = [lambda: turn.join(2.0), printer.close]
+        if report:
+            steps.append(lambda: self._report(turn))
+        failed = None
+        for step in steps:
             try:
                 step()
             except KeyboardInterrupt:
                 pass
+            except (OSError, ValueError) as error:
+                failed = error  # main() says it once; nothing more is shown
+                break
         for _ in range(3):
             try:
                 self.conversation.save(turn)
-                return
+                break
             except KeyboardInterrupt:
                 continue  # the transaction rolled back: write it again
+        return failed
 
     def _report(self, turn: Turn) -> None:
         try:
@@ -257,9 +288,9 @@ class Repl:
             pass
 
     def _say(self, text: str) -> None:
-        self.stderr.write(text + "\n")
+        self.stderr.write((printable(text) if self._visible_err else text) + "\n")
         self.stderr.flush()
 
     def _out(self, text: str) -> None:
-        self.stdout.write(text)
+        self.stdout.write(printable(text) if self._visible_out else text)
         self.stdout.flush()

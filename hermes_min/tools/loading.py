@@ -15,8 +15,10 @@ from .schema import Tool, tool
 _SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
-def load_tool(spec: str, *, allowed_dirs: Iterable[str] = ()) -> Tool:
+def load_tool(spec: str, *, allowed_dirs: Iterable[str] = (), refused: Iterable[str] = ()) -> Tool:
     """The tool named `module:function`, or a built-in `hermes:now` / `hermes:read_file`.
+
+    `allowed_dirs` and `refused` (glob patterns of files never read) are for read_file.
 
     The module is imported from sys.path as it is; the current directory is not added, so
     a module of your own goes on PYTHONPATH. Every failure is a one-line ConfigError.
@@ -27,7 +29,7 @@ def load_tool(spec: str, *, allowed_dirs: Iterable[str] = ()) -> Tool:
     if module_name == "hermes":
         if attr not in BUILTINS:
             _fail(spec, f"no such built-in tool; built-ins are {', '.join(sorted(BUILTINS))}")
-        return BUILTINS[attr](allowed_dirs)
+        return BUILTINS[attr](allowed_dirs, refused)
     target = _resolve(spec, _import(spec, module_name), attr)
     if isinstance(target, Tool):
         return target

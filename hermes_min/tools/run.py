@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from ..redact import redact
 from .schema import Tool
 from .validate import json_type, type_fits, validate
 
@@ -34,18 +35,22 @@ def run_tool(
     timeout: float,
     cancel: threading.Event | None = None,
     max_chars: int = MAX_CHARS,
+    secrets: tuple[str, ...] = (),
 ) -> ToolResult:
     """Check the model's JSON arguments and run the tool; never raises for the tool's faults.
 
     The call runs in a daemon thread. Python cannot kill a thread, so one that outlives
-    `timeout` or `cancel` is abandoned: it keeps running, and its result is dropped.
+    `timeout` or `cancel` is abandoned: it keeps running, and its result is dropped. What
+    the model gets has `secrets` (and anything shaped like a key) masked: it goes to the
+    provider, into the chat and into the store.
     """
     kwargs = _check_arguments(tool, arguments)
     if isinstance(kwargs, str):
-        return ToolResult(False, _cut(kwargs, max_chars))
+        return ToolResult(False, _cut(redact(kwargs, secrets), max_chars))
     call = _Call(tool, {**_fill_optional(tool, kwargs), **kwargs})
     result = call.run(timeout, cancel) or call.result()
-    return replace(result, content=_cut(result.content, max_chars))
+    # Masked before the cut, so a cut cannot leave part of a secret unmasked.
+    return replace(result, content=_cut(redact(result.content, secrets), max_chars))
 
 
 def _check_arguments(tool: Tool, arguments: str) -> dict | str:
