@@ -74,6 +74,7 @@ class TelegramConfig:
     group_mode: str = "mention"
     proxy: str | None = field(default=None, repr=False)
     answer_timeout: float = 600.0  # the bound on one answer of the bot
+    concurrency: int = 4  # chats answered at the same time
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ _TYPES: dict[str, dict[str, Any]] = {
         "group_mode": ("mention", "all"),
         "proxy": str,
         "answer_timeout": _NUMBER,
+        "concurrency": int,
     },
     "agent": {
         "max_turns": int,
@@ -186,13 +188,14 @@ _POSITIVE = frozenset(
         "telegram.answer_timeout",
         "streaming.edit_interval",
         "agent.max_turns",
+        "telegram.concurrency",
         "agent.tool_timeout",
     }
 )
 _NON_NEGATIVE = frozenset(
     {"provider.max_retries", "streaming.buffer_threshold", "agent.context_tokens"}
 )
-_COUNTS = frozenset({"agent.max_turns"})  # positive, but not seconds
+_COUNTS = frozenset({"agent.max_turns", "telegram.concurrency"})  # positive, not seconds
 _SECONDS = _POSITIVE - _COUNTS
 _SECRETS = frozenset({"provider.api_key", "telegram.token"})
 

@@ -1,8 +1,9 @@
 """Conversations and bot state in one SQLite file; each turn is written whole or not at all.
 
-A `Store` may be used from one thread at a time. Two Stores, in two processes (a cron bot
-and a terminal user) or two threads, may share one file: the file is in WAL mode, so
-readers never wait, and a writer waits up to `timeout` seconds for another writer.
+A `Store` may be shared by threads: it runs one statement, or one transaction, at a time.
+Two Stores, in two processes (a cron bot and a terminal user), may share one file: the
+file is in WAL mode, so readers never wait, and a writer waits up to `timeout` seconds for
+another writer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -152,6 +154,9 @@ class Store:
         self._secrets = tuple(secret for secret in secrets if secret)
         self._db: sqlite3.Connection | None = None
         self._depth = 0  # how many transaction() blocks are open
+        # One thread at a time (the bot answers several chats at once): a transaction holds
+        # it from BEGIN to COMMIT, so no other thread's statement lands inside it.
+        self._lock = threading.RLock()
         _create_private(self.path)
         try:
             self._open(timeout)
@@ -335,24 +340,27 @@ class Store:
 
         Inside another transaction() it is a savepoint of the outer one: nothing commits
         until the outer block ends, and an exception undoes only the inner block's writes.
+        Other threads wait for the whole transaction.
         """
-        if self._depth:
-            with self._savepoint():
+        with self._lock:
+            if self._depth:
+                with self._savepoint():
+                    yield self
+                return
+            # IMMEDIATE takes the write lock now, while the busy timeout can still wait for
+            # it; a read that later turns into a write would fail at once if another
+            # process wrote.
+            self._sql("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
                 yield self
-            return
-        # IMMEDIATE takes the write lock now, while the busy timeout can still wait for it;
-        # a read that later turns into a write would fail at once if another process wrote.
-        self._sql("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
-            self._quietly("ROLLBACK")
-            raise
-        else:
-            self._commit()
-        finally:
-            self._depth = 0
+            except BaseException:
+                self._quietly("ROLLBACK")
+                raise
+            else:
+                self._commit()
+            finally:
+                self._depth = 0
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -380,14 +388,15 @@ class Store:
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
         """Several SELECTs that see one state of the file while another process writes."""
-        if self._connection().in_transaction:
-            yield
-            return
-        self._sql("BEGIN")
-        try:
-            yield
-        finally:
-            self._quietly("COMMIT")
+        with self._lock:
+            if self._connection().in_transaction:
+                yield
+                return
+            self._sql("BEGIN")
+            try:
+                yield
+            finally:
+                self._quietly("COMMIT")
 
     # -- inside ----------------------------------------------------------------------------
 
@@ -448,11 +457,11 @@ class Store:
             raise _storage_error(exc, self.path) from exc
 
     def _sql(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        with self._errors():
+        with self._lock, self._errors():
             return self._connection().execute(sql, tuple(params))
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._errors():
+        with self._lock, self._errors():
             return self._connection().execute(sql, tuple(params)).fetchall()
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row:

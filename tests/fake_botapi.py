@@ -773,6 +773,8 @@ class FakeBotAPI:
         per_chat_burst: int = 3,
         group_limit: int = 20,
         group_window: float = 60.0,
+        bot_limit: int = 30,
+        bot_window: float = 1.0,
         retry_after: float | None = None,
         rate_limits: bool = True,
         clock: Callable[[], float] = time.monotonic,
@@ -788,6 +790,10 @@ class FakeBotAPI:
         self.per_chat_burst = per_chat_burst
         self.group_limit = group_limit
         self.group_window = group_window
+        #: "not more than 30 messages per second" for the whole bot, whatever the chats.
+        self.bot_limit = bot_limit
+        self.bot_window = bot_window
+        self._bot_times: deque[float] = deque()
         self.retry_after = retry_after  # None: ceil(seconds until allowed), at least 1
         self.rate_limits = rate_limits
         self.clock = clock
@@ -1166,6 +1172,7 @@ class FakeBotAPI:
         is_group = isinstance(chat.chat_id, int) and chat.chat_id < 0
         counts_in_group = is_group and method in _GROUP_METHODS
         wait = max(self._bucket_wait(chat, now), self._group_wait(chat, now, counts_in_group))
+        wait = max(wait, self._bot_wait(now))
         if wait > 0:
             seconds = self.retry_after if self.retry_after is not None else max(1, math.ceil(wait))
             raise _Refusal(
@@ -1175,6 +1182,15 @@ class FakeBotAPI:
             chat.tokens -= 1
         if counts_in_group:
             chat.group_times.append(now)
+        self._bot_times.append(now)
+
+    def _bot_wait(self, now: float) -> float:
+        times = self._bot_times
+        while times and times[0] <= now - self.bot_window:
+            times.popleft()
+        if not self.bot_limit or len(times) < self.bot_limit:
+            return 0.0
+        return times[0] + self.bot_window - now
 
     def _bucket_wait(self, chat: _Chat, now: float) -> float:
         if self.per_chat_interval <= 0:

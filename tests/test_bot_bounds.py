@@ -11,7 +11,7 @@ import pytest
 
 from hermes_min.events import Failed
 from hermes_min.message import Message
-from hermes_min.telegram import poller
+from hermes_min.telegram import handler
 from hermes_min.telegram.botapi import BotAPI
 from hermes_min.telegram.streamer import Cutoff, TelegramStreamer
 from tests.sse_server import Hold, Pause, chunk, sse
@@ -66,7 +66,7 @@ def test_an_answer_with_nothing_shown_yet_is_cut_and_says_so(bot: Bot, fake, ser
 def test_max_seconds_cuts_the_answer_in_progress_after_the_grace(
     bot: Bot, fake, server, monkeypatch
 ):
-    monkeypatch.setattr(poller, "ANSWER_GRACE", 1.5)  # the real one is 10 s
+    monkeypatch.setattr(handler, "ANSWER_GRACE", 1.5)  # the real one is 10 s
     hold = Hold(limit=60)
     server.reply(
         ModelReply(parts=[sse(chunk("So far, so good"), done=False), hold]),
@@ -91,7 +91,7 @@ def test_a_long_poll_never_holds_its_lock_past_max_seconds(bot: Bot, fake, serve
     from hermes_min.cli import main
     from hermes_min.telegram.runlock import lock_path, run_lock
 
-    monkeypatch.setattr(poller, "ANSWER_GRACE", 1.5)
+    monkeypatch.setattr(handler, "ANSWER_GRACE", 1.5)
     server.reply(ModelReply(parts=[sse(chunk("Streaming"), done=False), *keep_alive(60)]))
     fake.queue_text(ALICE, "go on forever")
     started = time.monotonic()

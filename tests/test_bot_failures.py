@@ -4,6 +4,7 @@ cannot be written never makes a later run send an answer again."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,15 +13,15 @@ import pytest
 
 from hermes_min.errors import StorageError
 from hermes_min.storage import Store
-from hermes_min.telegram import poller
+from hermes_min.telegram import handler, poller
 from tests.sse_server import Reply as ModelReply
 from tests.sse_server import answer as model_answer
 from tests.sse_server import chunk, free_port, sse
 from tests.test_bot_updates import Bot, bot_fixture, fake_fixture  # noqa: F401 - fixtures
 from tests.test_poll import ALICE, BOB, answers, prompts
 
-REFUSED = poller._REFUSED
-SORRY = poller._SORRY
+REFUSED = handler._REFUSED
+SORRY = handler._SORRY
 
 
 def json_error(status: int, message: str = "no") -> ModelReply:
@@ -81,6 +82,12 @@ OUTAGES = {
 }
 
 
+def failures(bot: Bot) -> list[int]:
+    """The failed tries of each update still failing, in update order."""
+    counts = json.loads(bot.state("failures") or "{}")
+    return [counts[key] for key in sorted(counts, key=int)]
+
+
 @pytest.mark.parametrize("case", sorted(OUTAGES))
 def test_an_outage_leaves_the_message_for_three_runs_then_apologises(
     bot: Bot, fake, server, capsys, case
@@ -94,45 +101,64 @@ def test_an_outage_leaves_the_message_for_three_runs_then_apologises(
     for tries in (1, 2):
         assert bot() == 75
         assert capsys.readouterr().err.count("\n") == 1
-        assert answers(fake, ALICE) == []
-        assert bot.state("failures") == tries and len(fake.pending_updates) == 2
-    assert bot() == 75  # the third try: Alice gets an apology; Bob's turn starts its count
-    assert answers(fake, ALICE)[-1] == SORRY and answers(fake, BOB) == []
-    first = fake.calls_to("getUpdates")[0].response["result"][0]["update_id"]
-    assert bot.state("failures") == 1 and bot.state("offset") == first + 1  # Alice's is done
+        assert answers(fake, ALICE) == [] and answers(fake, BOB) == []
+        assert failures(bot) == [tries, tries] and len(fake.pending_updates) == 2
+    assert bot() == 0  # the third try: each chat gets an apology, and the queue moves on
+    assert answers(fake, ALICE) == [SORRY] and answers(fake, BOB) == [SORRY]
+    last = fake.calls_to("getUpdates")[0].response["result"][-1]["update_id"]
+    assert failures(bot) == [] and bot.state("offset") == last + 1
     bot.config.write_text(bot.config.read_text().replace(url, server.url))
+    fake.queue_text(BOB, "back?")
     server.reply(ModelReply(parts=model_answer("here")))
-    assert bot() == 0 and answers(fake, BOB) == ["here"]
-    assert answers(fake, ALICE)[-1] == SORRY and fake.pending_updates == []
+    assert bot() == 0 and answers(fake, BOB) == [SORRY, "here"]
+    assert fake.pending_updates == []
+
+
+def test_a_failing_chat_holds_only_its_own_messages(bot: Bot, fake, server):
+    """One message can never hold the queue: other chats are answered meanwhile, and the
+    failing chat's later messages wait behind it (a chat's messages stay in order)."""
+    server.reply(json_error(503), ModelReply(parts=model_answer("hi Bob")))
+    fake.queue_text(ALICE, "first")
+    fake.queue_text(BOB, "hello")
+    fake.queue_text(ALICE, "second")
+    assert bot() == 75
+    assert answers(fake, BOB) == ["hi Bob"] and answers(fake, ALICE) == []
+    assert prompts(server) == ["first", "hello"]  # Alice's second waits behind her first
+    server.reply(ModelReply(parts=model_answer("one")), ModelReply(parts=model_answer("two")))
+    assert bot() == 0 and answers(fake, ALICE) == ["one", "two"]
+    assert prompts(server)[-2:] == ["first", "second"] and answers(fake, BOB) == ["hi Bob"]
 
 
 def test_the_failure_count_follows_the_update_not_the_run(bot: Bot, fake, server):
     server.reply(json_error(503), json_error(503), ModelReply(parts=model_answer("fine")))
     fake.queue_text(ALICE, "one")
-    assert bot() == 75 and bot() == 75 and bot.state("failures") == 2
+    assert bot() == 75 and bot() == 75 and failures(bot) == [2]
     assert bot() == 0 and answers(fake, ALICE) == ["fine"]  # answered on the third try
+    assert failures(bot) == []
     server.reply(json_error(503))
     fake.queue_text(ALICE, "two")
-    assert bot() == 75 and bot.state("failures") == 1  # a new update starts from one
+    assert bot() == 75 and failures(bot) == [1]  # a new update starts from one
 
 
 def test_a_long_poll_spaces_its_tries_of_a_failing_message(bot: Bot, fake, server, monkeypatch):
     from hermes_min.cli import main
+    from hermes_min.telegram import lanes
 
-    waits = []
+    spacings = []
+    real = lanes.Lanes.__init__
+
+    def spy(self, workers, work, *, retry_after, **kwargs):
+        spacings.append(retry_after)
+        real(self, workers, work, retry_after=retry_after, **kwargs)
+
+    monkeypatch.setattr(lanes.Lanes, "__init__", spy)
     monkeypatch.setattr(poller, "RETRY_SPACING", 0.01)  # the real one is a minute
-    real = poller.Poller._back_off
-
-    def back_off(self, failures, reason, **kwargs):
-        waits.append(kwargs.get("at_least", 0.0))
-        return real(self, failures, reason, **kwargs)
-
-    monkeypatch.setattr(poller.Poller, "_back_off", back_off)
     server.reply(json_error(503))
     fake.queue_text(ALICE, "anyone?")
     argv = ["--max-updates", "1", "--max-seconds", "60", "--config", str(bot.config)]
     assert main(["telegram", "poll", *argv]) == 0
-    assert answers(fake, ALICE) == [SORRY] and waits == [0.01, 0.01]
+    assert answers(fake, ALICE) == [SORRY] and spacings == [0.01]
+    assert len(server.requests) == handler.MAX_TRIES
 
 
 # ---------------------------------------------------------------------------- 4. the store

@@ -34,6 +34,7 @@ class Bot:
         self.config.write_text(
             f"provider:\n  base_url: {self.model.url}\n  model: m\n  max_retries: 0\n"
             f"telegram:\n  api_base: {self.fake.api_base}\n  allowed_users: [{ALICE}, {BOB}]\n"
+            "  concurrency: 1\n"  # scripted replies: one chat at a time, in order
             f"{telegram}storage:\n  path: {self.db}\n"
             "streaming:\n  edit_interval: 0.02\n  buffer_threshold: 5\n" + top,
             encoding="utf-8",

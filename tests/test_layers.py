@@ -34,7 +34,7 @@ LAZY = {
     ("hermes_min.cli.repl", "readline"): "not on every platform, and only for a terminal",
     ("hermes_min.cli.telegram", "hermes_min.telegram.streamer"): "start-up: a quiet "
     "`telegram poll --once` from cron never renders or streams anything",
-    ("hermes_min.telegram.poller", "hermes_min.telegram.streamer"): "start-up: the poller "
+    ("hermes_min.telegram.handler", "hermes_min.telegram.streamer"): "start-up: the bot "
     "loads the streamer at the first message it answers",
     ("hermes_min.config", "yaml"): "start-up: --version and -h read no config",
     ("hermes_min.connection", "certifi"): "only when no CA file is found (inside hermes.pyz)",
@@ -194,7 +194,7 @@ def test_the_import_reader_sees_relative_and_lazy_imports(tmp_path):
     found = dict(imports(PACKAGE / "cli" / "dispatch.py"))
     assert found["hermes_min.cli.parser"] is False  # from .parser import ...
     assert found["hermes_min.cli.ask"] is True  # from . import ask, inside a function
-    assert dict(imports(PACKAGE / "telegram" / "poller.py"))["hermes_min.errors"] is False
+    assert dict(imports(PACKAGE / "telegram" / "handler.py"))["hermes_min.errors"] is False
 
 
 @pytest.mark.parametrize(

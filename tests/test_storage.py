@@ -505,7 +505,7 @@ def test_stores_creating_a_new_file_at_once(tmp_path):
         thread.start()
     for thread in threads:
         thread.join(timeout=20)
-    assert not errors
+    assert not errors, errors
     with Store(path) as store:
         assert len(store.list_conversations()) == 3
 

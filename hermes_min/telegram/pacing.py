@@ -13,6 +13,10 @@ from typing import Callable
 GROUP_LIMIT = 20
 GROUP_WINDOW = 60.0
 GROUP_INTERVAL = GROUP_WINDOW / GROUP_LIMIT  # paced at 3 s, a group never meets its wall
+# "If you're sending bulk notifications to multiple users, the API will not allow more than
+# 30 messages per second or so" (Bots FAQ): one budget for the whole bot, shared by chats.
+BOT_LIMIT = 30
+BOT_WINDOW = 1.0
 
 
 class ChatBudget:
@@ -27,14 +31,15 @@ class ChatBudget:
         self._last = float("-inf")
         self._paused_until = float("-inf")
         self._recent: deque[float] = deque(maxlen=budgets.group_limit)
+        self._bot = budgets.bot
 
     def ready_at(self) -> float:
-        """The clock time at which the next call may go out."""
+        """The clock time at which the next call may go out (this chat's and the bot's)."""
         with self._lock:
             ready = max(self._last + self.interval, self._paused_until)
             if self.group and len(self._recent) == self._recent.maxlen:
                 ready = max(ready, self._recent[0] + self._window)
-            return ready
+        return max(ready, self._bot.ready_at())
 
     def ready(self) -> bool:
         """Whether a call may go out now."""
@@ -48,6 +53,7 @@ class ChatBudget:
             self._last = now - (1.0 - share) * self.interval
             if share >= 1.0:
                 self._recent.append(now)  # only messages count towards a group's 20 a minute
+        self._bot.spend(now)
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nothing more to this chat for exactly `seconds`."""
@@ -55,8 +61,29 @@ class ChatBudget:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
+class BotBudget:
+    """The whole bot's calls: at most `limit` in any `window` seconds, whatever the chat."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self._window = window
+        self._lock = threading.Lock()
+        self._recent: deque[float] = deque(maxlen=max(limit, 1))
+
+    def ready_at(self) -> float:
+        """The clock time at which the bot may make another call."""
+        with self._lock:
+            if len(self._recent) < (self._recent.maxlen or 1):
+                return float("-inf")
+            return self._recent[0] + self._window
+
+    def spend(self, now: float) -> None:
+        """Record a call going out at `now`."""
+        with self._lock:
+            self._recent.append(now)
+
+
 class Budgets:
-    """One ChatBudget per chat, shared by every streamer of a process."""
+    """One ChatBudget per chat, and the bot's own, shared by every streamer of a process."""
 
     def __init__(
         self,
@@ -65,9 +92,12 @@ class Budgets:
         group_interval: float = GROUP_INTERVAL,
         group_limit: int = GROUP_LIMIT,
         group_window: float = GROUP_WINDOW,
+        bot_limit: int = BOT_LIMIT,
+        bot_window: float = BOT_WINDOW,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval
+        self.bot = BotBudget(bot_limit, bot_window)
         self.group_interval = group_interval
         self.group_limit = group_limit
         self.group_window = group_window
