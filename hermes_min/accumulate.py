@@ -8,6 +8,7 @@ JSON text); a shape nothing can be made of raises StreamError(protocol) naming t
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -16,14 +17,18 @@ from .events import ReasoningDelta, TextDelta, ToolCallStarted
 from .message import Message, ToolCall
 
 MAX_ANSWER = 32 * 1024 * 1024  # characters of text, reasoning and arguments in one answer
+MAX_CALLS = 128  # tool calls in one response; a model that asks for more is broken
+_CALL_COST = 256  # characters a tool call is charged against MAX_ANSWER, whatever its size
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Call:
     """A tool call being assembled from fragments."""
 
-    __slots__ = ("id", "name", "parts", "announced", "made_up_id")
+    __slots__ = ("id", "name", "parts", "announced", "made_up_id", "position")
 
-    def __init__(self) -> None:
+    def __init__(self, position: int) -> None:
+        self.position = position  # in creation order
         self.id = ""
         self.made_up_id = ""
         self.name = ""
@@ -35,8 +40,8 @@ class Accumulator:
     """Feed it decoded chunks in order; `message()` is the answer so far."""
 
     def __init__(self, max_answer: int = MAX_ANSWER) -> None:
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
+        self._content = _Text()
+        self._reasoning = _Text()
         self._calls: list[_Call] = []
         self._by_index: dict[int, _Call] = {}
         self.finish_reason: str | None = None
@@ -70,10 +75,12 @@ class Accumulator:
 
     def message(self) -> Message:
         """The message as far as it has arrived."""
-        calls = [ToolCall(_call_id(c), c.name, "".join(c.parts)) for c in self._calls]
+        calls = [
+            ToolCall(_call_id(c), _valid(c.name), _valid("".join(c.parts))) for c in self._calls
+        ]
         return Message(
-            content="".join(self._content),
-            reasoning="".join(self._reasoning),
+            content=self._content.text(),
+            reasoning=self._reasoning.text(),
             tool_calls=calls,
             finish_reason=self.finish_reason,
             usage=self._usage,
@@ -85,13 +92,15 @@ class Accumulator:
         reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
         if reasoning:  # one field per delta: some servers send both
             self._grow(reasoning)
-            self._reasoning.append(reasoning)
-            events.append(ReasoningDelta(reasoning))
+            reasoning = self._reasoning.add(reasoning)
+            if reasoning:
+                events.append(ReasoningDelta(reasoning))
         text = _text(delta.get("content"))
         if text:
             self._grow(text)
-            self._content.append(text)
-            events.append(TextDelta(text))
+            text = self._content.add(text)
+            if text:
+                events.append(TextDelta(text))
         fragments = delta.get("tool_calls") or ()
         if not isinstance(fragments, (list, tuple)):
             raise _shape("delta.tool_calls", fragments, "a list")
@@ -101,7 +110,10 @@ class Accumulator:
         return events
 
     def _grow(self, piece: str) -> None:
-        self._size += len(piece)
+        self._charge(len(piece))
+
+    def _charge(self, size: int) -> None:
+        self._size += size
         if self._size > self._max:
             raise StreamError(
                 "too_large",
@@ -123,6 +135,7 @@ class Accumulator:
                 new_id  # set once: some servers repeat it, LM Studio sends a new one each time
             )
         if name and name != call.name:
+            self._grow(name)
             call.name += name  # a repeated name is not appended
         arguments = _arguments(function.get("arguments"))
         if arguments:
@@ -130,7 +143,7 @@ class Accumulator:
             call.parts.append(arguments)
         if call.name and not call.announced:
             call.announced = True
-            events.append(ToolCallStarted(self._calls.index(call), call.name))
+            events.append(ToolCallStarted(call.position, _valid(call.name)))
 
     def _target(self, index: int | None, name: str, new_id: str) -> _Call:
         if index is None:
@@ -144,11 +157,50 @@ class Accumulator:
         return call
 
     def _new_call(self, index: int | None) -> _Call:
-        call = _Call()
+        if len(self._calls) >= MAX_CALLS:
+            raise StreamError(
+                "too_large", f"the model asked for more than {MAX_CALLS} tool calls in one reply"
+            )
+        self._charge(_CALL_COST)
+        call = _Call(len(self._calls))
         self._calls.append(call)
         if index is not None:
             self._by_index[index] = call
         return call
+
+
+class _Text:
+    """Text that arrives in pieces, kept valid: a UTF-16 surrogate pair that a server split
+    across two chunks (JSON escapes it as "\\ud83d" then "\\ude00") is joined again, and a
+    surrogate with no partner becomes U+FFFD, so no encoder downstream ever fails."""
+
+    __slots__ = ("pieces", "held")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.held = ""  # a high surrogate at the end of the last piece, waiting for its pair
+
+    def add(self, piece: str) -> str:
+        """Keep a piece; return the part of it that can be shown now."""
+        piece = self.held + piece
+        self.held = ""
+        if "\ud800" <= piece[-1] <= "\udbff":
+            piece, self.held = piece[:-1], piece[-1]
+        piece = _valid(piece)
+        if piece:
+            self.pieces.append(piece)
+        return piece
+
+    def text(self) -> str:
+        """All of it (a surrogate still held is U+FFFD)."""
+        return "".join(self.pieces) + _valid(self.held)
+
+
+def _valid(text: str) -> str:
+    """`text` with surrogate pairs joined and lone surrogates as U+FFFD."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _choice_zero(choices: Any) -> dict | None:
@@ -196,7 +248,7 @@ def _index(value: Any) -> int | None:
     """A tool call's `index`; some gateways send it as a digit string."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 9:
         return int(value)
     return None
 

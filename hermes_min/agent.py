@@ -270,11 +270,13 @@ class Turn:
 
     def _call_tools(self, calls: list[ToolCall]) -> Iterator:
         """Run each call in order, appending results; False (after Failed) if interrupted."""
-        for call in calls:
+        for position, call in enumerate(calls):
             yield ToolProgress(call.name, call.id)
             result = self._run_tool(call)
             if result.interrupted or self._cancel.is_set():
-                self.new_messages.append(_tool_message(call, "interrupted by the user"))
+                # Every call gets its result, or the history could not be sent again.
+                for unanswered in calls[position:]:
+                    self.new_messages.append(_tool_message(unanswered, "interrupted by the user"))
                 yield Failed(StreamError("interrupted", "interrupted", partial=self._partial()))
                 return False
             detail = "" if result.ok else result.content.splitlines()[0][:200]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -29,6 +30,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _MAX_WAIT = 60.0  # a Retry-After longer than this is reported, not slept through
 _BODY_LIMIT = 8 * 1024 * 1024
 _REFUSAL_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
+_MAX_MODELS = 10_000
 
 
 def normalize_base_url(url: str) -> str:
@@ -136,11 +138,19 @@ class ChatClient:
     def models(self, *, slot: SocketSlot | None = None) -> list[dict]:
         """The endpoint's models (`GET /models`), as the server describes them."""
         url = self.base_url + "/models"
-        try:
-            response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
-            body, _ = self._http.read_body(response, _BODY_LIMIT)
-        except NetworkError as error:
-            raise StreamError.from_network(error) from None
+        slot = slot or SocketSlot()
+        with _Deadline(self.total_timeout, slot) as deadline:
+            try:
+                response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
+                body, _ = self._http.read_body(response, _BODY_LIMIT)
+            except NetworkError as error:
+                if deadline.expired:
+                    raise StreamError(
+                        "timeout",
+                        f"listing the models took longer than {self.total_timeout:g} s "
+                        "(provider.total_timeout)",
+                    ) from None
+                raise StreamError.from_network(error) from None
         return self._model_list(response.status_code, response.headers, body)
 
     def resolve_model(self, *, slot: SocketSlot | None = None) -> str:
@@ -149,7 +159,7 @@ class ChatClient:
             return self.model
         try:
             listed = self.models(slot=slot)
-            ids = [m.get("id") for m in listed if isinstance(m, dict) and m.get("id")]
+            ids = [m["id"] for m in listed if isinstance(m.get("id"), str) and m["id"]]
         except StreamError as error:
             if error.kind != "http_error" or error.status not in (400, 404, 405, 501):
                 raise  # the server is unreachable or failing: that, not the model, is the news
@@ -211,13 +221,13 @@ class ChatClient:
                 continue
             if response.status_code == 200 or cancel.is_set():
                 return self._live(response, body)
-            opened, error = self._read_refusal(response)
+            error = self._read_refusal(response)
             change = error.retry
             if change and self._learn(body, change):
                 body = self._apply_quirks(body)
                 continue
-            if not self._may_retry(error, attempt, cancel, _retry_after(response.headers)):
-                return opened
+            if not self._may_retry(error, attempt, cancel, error.retry_after):
+                raise error  # the stream ends with it, as read once here
             attempt += 1
 
     def _post(self, body: dict, slot: SocketSlot) -> requests.Response:
@@ -241,19 +251,19 @@ class ChatClient:
             response.status_code, content_type, self._http.reads(response), response.close
         )
 
-    def _read_refusal(self, response: requests.Response) -> tuple[_Opened, StreamError]:
-        """Read a non-200 body once: it decides the retry, and is what the stream reports."""
+    def _read_refusal(self, response: requests.Response) -> StreamError:
+        """Read a non-200 body once: the error it decides the retry with, and reports."""
         try:
             body, _ = self._http.read_body(response, _REFUSAL_LIMIT)
         except NetworkError:
             body = b""  # the status alone describes the failure
         content_type = response.headers.get("Content-Type", "")
-        folder = BodyFolder(response.status_code, content_type)
+        folder = BodyFolder(response.status_code, content_type, self._secrets())
         folder.feed(body)
         failed = folder.finish()[-1]
         assert isinstance(failed, Failed)
-        opened = _Opened(response.status_code, content_type, iter([body]), lambda: None)
-        return opened, failed.error
+        failed.error.retry_after = _retry_after(response.headers)
+        return failed.error
 
     def _may_retry(
         self, error: StreamError, attempt: int, cancel: threading.Event, retry_after: float | None
@@ -315,11 +325,9 @@ class ChatClient:
 
     def _model_list(self, status: int, headers: Mapping[str, str], body: bytes) -> list[dict]:
         if status != 200:
-            folder = BodyFolder(status, headers.get("Content-Type", ""))
+            folder = BodyFolder(status, headers.get("Content-Type", ""), self._secrets())
             folder.feed(body)
-            error = folder.finish()[-1].error
-            error.message = redact(error.message, self._secrets())
-            raise error
+            raise folder.finish()[-1].error
         try:
             data = json.loads(body.decode("utf-8", "replace"))
         except (ValueError, RecursionError):
@@ -327,7 +335,37 @@ class ChatClient:
         models = data.get("data", data.get("models")) if isinstance(data, dict) else data
         if not isinstance(models, list):
             raise StreamError("invalid_json", "the model list has no `data` array")
-        return [m if isinstance(m, dict) else {"id": str(m)} for m in models]
+        # A model is an object, or (some servers) its bare name; nothing else is kept, and
+        # a list longer than any real server's is cut: memory stays bounded.
+        kept = models[:_MAX_MODELS]
+        return [m if isinstance(m, dict) else {"id": m} for m in kept if isinstance(m, (dict, str))]
+
+
+class _Deadline:
+    """Shuts `slot`'s socket after `seconds` (None: never); a context manager."""
+
+    def __init__(self, seconds: float | None, slot: SocketSlot) -> None:
+        self.expired = False
+        self._slot = slot
+        self._timer = threading.Timer(seconds, self._expire) if seconds else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._slot.abort()
+
+    def close(self) -> None:
+        """Stop the timer; safe to call twice."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def __enter__(self) -> _Deadline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -336,9 +374,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

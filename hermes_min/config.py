@@ -419,8 +419,9 @@ def _checked(name: str, value: Any, source: str) -> Any:
     if isinstance(want, _MappingOf):
         return _mapping(name, value, want, source)
     if not _is_a(value, want):
+        shown = "something else" if name in _SECRETS else repr(value)  # never a key's value
         raise ConfigError(
-            f"{name} in {source} must be {_type_name(want)}, not {value!r}", name, source
+            f"{name} in {source} must be {_type_name(want)}, not {shown}", name, source
         )
     if isinstance(want, _ListOf):
         return tuple(value)
@@ -439,7 +440,8 @@ def _mapping(name: str, value: Any, want: _MappingOf, source: str) -> dict:
             )
         if not isinstance(item, want.keys[key]) or isinstance(item, bool):
             raise ConfigError(
-                f"{name}.{key} in {source} must be {_type_name(want.keys[key])}, not {item!r}",
+                f"{name}.{key} in {source} must be {_type_name(want.keys[key])}, "
+                f"not {'something else' if key == 'api_key' else repr(item)}",
                 f"{name}.{key}",
                 source,
             )

@@ -88,6 +88,15 @@ class _Tracking:
 
     slots: threading.local
 
+    def _new_conn(self) -> socket.socket:
+        # The TCP socket, handed over as soon as it is connected: an interrupt during the
+        # TLS handshake (a server that accepts and never says hello) shuts it too.
+        sock = super()._new_conn()  # type: ignore[misc]
+        slot = getattr(self.slots, "slot", None)
+        if slot is not None:
+            slot.hold(sock)
+        return sock
+
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         self._hand_over()

@@ -76,8 +76,9 @@ class StreamError(HermesError):
 
     `kind` is one of api_error, incomplete, invalid_json, http_error (the body said so),
     protocol (a reply of the wrong shape), too_large (past a cap on memory), connection,
-    timeout, tls, proxy (the transport did), interrupted, or max_turns (the agent gave
-    up). `network` is the NetworkError kind when the network failed.
+    timeout, tls, proxy (the transport did), interrupted, max_turns (the agent gave up),
+    or internal (a bug of hermes' own, not the server's). `network` is the NetworkError
+    kind when the network failed.
     """
 
     _NETWORK_KINDS = {"tls": "tls", "proxy": "proxy", "timeout": "timeout"}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
+
+from .message import Message, ToolCall
 
 _PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}"),  # OpenAI-style keys, also as providers mask them
@@ -20,3 +23,19 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub("***", text)
     return text
+
+
+def redact_message(message: Message, secrets: Iterable[str] = ()) -> Message:
+    """The message with every text field redacted (a server may echo the key anywhere)."""
+    secrets = tuple(secrets)
+    calls = [
+        ToolCall(redact(c.id, secrets), redact(c.name, secrets), redact(c.arguments, secrets))
+        for c in message.tool_calls
+    ]
+    return replace(
+        message,
+        content=redact(message.content, secrets),
+        reasoning=redact(message.reasoning, secrets),
+        tool_calls=calls,
+        model=redact(message.model, secrets) if message.model else message.model,
+    )

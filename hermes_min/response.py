@@ -6,16 +6,19 @@ import json
 import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable
 
 from .accumulate import Accumulator
 from .errors import StreamError
 from .events import Done, Failed
 from .message import Message
+from .redact import redact
 from .sse import SSEDecoder
 
 _ERROR_BODY_LIMIT = 64 * 1024  # enough for any provider's error JSON or proxy page
 MAX_BODY = 16 * 1024 * 1024  # a whole (non-streamed) answer; past this it is not one
+_PAGE_HEAD = 4096  # of an HTML page, what is read for its title
+_TAG = re.compile(r"<[^<>]*>")  # no nesting, no backtracking: linear
 # How servers say the prompt does not fit the context (OpenAI and OpenRouter, vLLM,
 # llama.cpp's exceed_context_size_error, Anthropic-compatible gateways, TGI).
 _CONTEXT_FULL = (
@@ -39,8 +42,14 @@ _HINTS = {
 class BodyFolder:
     """Feed it the body's reads; it returns events, ending with one Done or Failed."""
 
-    def __init__(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        content_type: str = "text/event-stream",
+        secrets: tuple[str, ...] = (),
+    ) -> None:
         self.status = status
+        self._secrets = secrets  # out of every message, before any excerpt is cut
         self.content_type = (content_type or "").split(";")[0].strip().lower()
         self.done = False  # nothing more needs reading: [DONE], an error, or the end
         self._acc = Accumulator()
@@ -62,10 +71,11 @@ class BodyFolder:
     def _keep(self, read: bytes) -> list:
         """Keep a read of a whole-body reply, up to its cap."""
         limit = MAX_BODY if self.status == 200 else _ERROR_BODY_LIMIT
-        if len(self._body) < limit:
-            self._body += read[: limit - len(self._body)]
+        if len(self._body) + len(read) <= limit:
+            self._body += read
             return []
         if self.status != 200:
+            self._body += read[: max(limit - len(self._body), 0)]
             return []  # the start of an error page says enough; the rest is not read
         return [
             self._fail(
@@ -119,20 +129,27 @@ class BodyFolder:
 
     def _chunk(self, kind: str, data: str, events: list) -> Failed | None:
         chunk = _object(data)
-        if not isinstance(chunk, dict):
-            return self._fail("invalid_json", chunk)  # says why it is not an object
+        if not isinstance(chunk, dict):  # says why it is not an object (the excerpt scrubbed)
+            return self._fail("invalid_json", str(_object(self._scrub(data))))
         events.extend(self._acc.feed(chunk))
         if chunk.get("error"):
-            return self._fail("api_error", _provider_error(chunk))
+            return self._api_error(chunk)
         if kind == "error":  # `event: error` whose body is the error object itself
-            return self._fail("api_error", _provider_error({"error": chunk}))
+            return self._api_error({"error": chunk})
         return None
+
+    def _api_error(self, obj: dict) -> Failed:
+        """An error the provider sent inside a 200 (an event, or a whole JSON body)."""
+        failed = self._fail("api_error", _provider_error(obj, self._scrub))
+        if any(words in self._scrub(json.dumps(obj)).lower() for words in _CONTEXT_FULL):
+            failed.error.retry = "trim_context"  # OpenRouter refuses this way once streaming
+        return failed
 
     def _whole_body(self) -> list:
         if self.status != 200:
             return [self._http_failure()]
         if self.content_type == "text/html":
-            page = _html_title(bytes(self._body))
+            page = _html_title(self._scrub(bytes(self._body).decode("utf-8", "replace")))
             return [
                 self._fail(
                     "http_error", f"expected an event stream, got an HTML page: {page}", status=200
@@ -142,15 +159,16 @@ class BodyFolder:
 
     def _json_body(self) -> list:
         # A 200 application/json body is the server ignoring `stream: true`: the whole answer.
-        obj = _object(self._body.decode("utf-8", "replace"))
+        text = self._body.decode("utf-8", "replace")
+        obj = _object(text)
         if not isinstance(obj, dict):
-            return [self._fail("invalid_json", obj)]
+            return [self._fail("invalid_json", str(_object(self._scrub(text))))]
         try:
             events = self._acc.feed(obj)
         except StreamError as error:
             return [self._fail(error.kind, error.message)]
         if obj.get("error"):
-            return events + [self._fail("api_error", _provider_error(obj))]
+            return events + [self._api_error(obj)]
         if not isinstance(obj.get("choices"), list) or not obj["choices"]:
             return events + [self._no_choices(obj)]
         return events + [Done(self._acc.message())]
@@ -159,21 +177,26 @@ class BodyFolder:
         """A JSON reply without an answer: an error in another shape, or not an answer at all."""
         for key in ("detail", "message"):
             if obj.get(key):
-                return self._fail("api_error", _provider_error({"error": obj[key]}))
-        return self._fail(
-            "protocol", f"the server's reply has no choices: {_clip(json.dumps(obj))}"
-        )
+                return self._api_error({"error": obj[key]})
+        excerpt = _clip(self._scrub(json.dumps(obj)))
+        return self._fail("protocol", f"the server's reply has no choices: {excerpt}")
 
     def _http_failure(self) -> Failed:
         body = bytes(self._body)
-        detail, param = _describe(body, self.content_type)
+        detail, param = _describe(self._scrub(body.decode("utf-8", "replace")), self.content_type)
         error = self._fail("http_error", _status_line(self.status, detail), status=self.status)
         error.error.retry = _retry_hint(self.status, detail, param, body)
         return error
 
     def _fail(self, kind: str, message: str, status: int | None = None) -> Failed:
         self.done = self._failed = True
-        return Failed(StreamError(kind, message, status=status, partial=self._acc.message()))
+        return Failed(
+            StreamError(kind, self._scrub(message), status=status, partial=self._acc.message())
+        )
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the known secrets (a server may echo the key it was sent)."""
+        return redact(text, self._secrets)
 
 
 def replay(
@@ -210,8 +233,8 @@ def _object(data: str) -> dict | str:
     )
 
 
-def _provider_error(obj: dict) -> str:
-    return "the provider reported an error: " + _error_text(obj)
+def _provider_error(obj: dict, scrub: Callable[[str], str]) -> str:
+    return "the provider reported an error: " + _error_text(obj, scrub)
 
 
 def _parses(data: str) -> bool:
@@ -224,20 +247,22 @@ def _clip(text: str, width: int = 80) -> str:
     return repr(flat[:width] + ("..." if len(flat) > width else ""))
 
 
-def _error_text(obj: dict) -> str:
+def _error_text(obj: dict, scrub: Callable[[str], str]) -> str:
+    """The provider's message, scrubbed, then cut (in that order: a cut key is not found)."""
     error = obj.get("error")
     if isinstance(error, dict):
         message = error.get("message") or error.get("msg") or error
     else:
         message = error
-    if message in (None, "", True):
+    if message is None or message == "" or message is True:
         return "no message given"
-    return message if isinstance(message, str) else json.dumps(message)[:300]
+    text = message if isinstance(message, str) else json.dumps(message)
+    return scrub(text)[:300]
 
 
-def _describe(body: bytes, content_type: str) -> tuple[str, Any]:
-    """The provider's message and the `param` it blamed, from an error body of any shape."""
-    text = body.decode("utf-8", "replace")
+def _describe(text: str, content_type: str) -> tuple[str, Any]:
+    """The provider's message and the `param` it blamed, from an error body of any shape
+    (already scrubbed of secrets)."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
@@ -247,17 +272,29 @@ def _describe(body: bytes, content_type: str) -> tuple[str, Any]:
             if obj.get(key):
                 error = obj.get("error")
                 param = error.get("param") if isinstance(error, dict) else None
-                return _error_text({"error": obj[key]}), param
+                return _error_text({"error": obj[key]}, _same), param
     if content_type == "text/html" or text.lstrip()[:1] == "<":
-        return "HTML page (a proxy?): " + _html_title(body), None
+        return "HTML page (a proxy?): " + _html_title(text), None
     return " ".join(text.split())[:200] or "empty body", None
 
 
-def _html_title(body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
-    match = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    words = re.sub(r"<[^>]+>", " ", match.group(1) if match else text)
+def _html_title(text: str) -> str:
+    """The page's title (or its first words), looking only at its start: a page of a million
+    "<" must cost nothing, and every step here is linear."""
+    head = text[:_PAGE_HEAD]
+    lower = head.lower()
+    start = lower.find("<title")
+    if start >= 0:
+        opened = lower.find(">", start)
+        end = lower.find("</title", opened)
+        if opened >= 0:
+            head = head[opened + 1 : end if end >= 0 else len(head)]
+    words = _TAG.sub(" ", head)
     return " ".join(words.split())[:120] or "no title"
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _status_line(status: int, detail: str) -> str:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Callable, Protocol
 
 from .connection import SocketSlot
-from .errors import NetworkError, StreamError
+from .errors import HermesError, NetworkError, StreamError
 from .events import Done, Failed, ReasoningDelta, TextDelta, ToolCallStarted
 from .message import Message
-from .redact import redact
+from .redact import redact, redact_message
 from .response import BodyFolder
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class Sink(Protocol):
 Opener = Callable[[SocketSlot, threading.Event], OpenedResponse]
 _FIRST_DELTAS = (TextDelta, ReasoningDelta, ToolCallStarted)
 _FINAL = (Done, Failed)
+_WAKE = ()  # put by interrupt(): the consumer looks again, now with a deadline
+ABANDON_AFTER = 2.0  # seconds a worker may take to end after interrupt(); then it is left
+MAX_PENDING = 8192  # events put and not yet taken: past this the worker waits (memory)
 
 
 class Stream:
@@ -69,6 +73,9 @@ class Stream:
         self._first_seen = False
         self._tool_seen = False
         self._ended = False  # the worker has put the final event
+        self._abandon_at: float | None = None  # set by interrupt(): how long to wait then
+        self._pending = 0  # events put and not yet taken (under _batch_lock)
+        self._room = threading.Condition(self._batch_lock)
         self._total = total_timeout
         self._expired = threading.Event()
         self._timer: threading.Timer | None = None
@@ -106,11 +113,26 @@ class Stream:
         return event
 
     def _take(self) -> None:
-        """Move the next batch from the queue to self._taken (waiting for one if need be)."""
-        batch = self._queue.get()
+        """Move the next batch from the queue to self._taken (waiting for one if need be).
+
+        After interrupt() the wait is bounded: a worker stuck where no socket can be shut
+        (a connect that never completes) is left behind, and the stream ends interrupted.
+        """
+        while True:
+            timeout = None
+            if self._abandon_at is not None:
+                timeout = max(self._abandon_at - time.monotonic(), 0.0)
+            try:
+                batch = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                batch = [Failed(StreamError("interrupted", "interrupted"))]
+            if batch is not _WAKE:
+                break
         with self._batch_lock:
             if batch is self._open_batch:
                 self._open_batch = None  # taken: the worker starts a new batch
+            self._pending -= len(batch)
+            self._room.notify_all()
         self._taken.extend(batch)
 
     @property
@@ -120,8 +142,13 @@ class Stream:
 
     def interrupt(self) -> None:
         """Stop now, from any thread: the socket is shut, so a blocked read returns at once."""
+        if self._abandon_at is None:
+            self._abandon_at = time.monotonic() + ABANDON_AFTER
         self._cancel.set()
         self._slot.abort()
+        with self._batch_lock:
+            self._room.notify_all()  # a worker waiting for room stops waiting
+        self._queue.put(_WAKE)  # a consumer waiting without a deadline takes one
 
     @property
     def interrupted(self) -> bool:
@@ -134,10 +161,11 @@ class Stream:
         return not self._thread.is_alive()
 
     def close(self) -> None:
-        """Interrupt if still running and wait for the worker; safe to call twice."""
+        """Interrupt if still running and wait (bounded) for the worker; safe to call twice."""
         if self._thread.is_alive():
             self.interrupt()
-            self._thread.join()
+            left = (self._abandon_at or 0.0) - time.monotonic()
+            self._thread.join(max(left, 0.0))  # a daemon stuck in connect() is left behind
         if self._timer is not None:
             self._timer.cancel()
 
@@ -172,7 +200,7 @@ class Stream:
             folder = self._read()
         finally:
             if not self._ended:  # whatever happened above, the consumer gets a final event
-                self._end(StreamError("protocol", "the reply could not be read"), folder)
+                self._end(StreamError("internal", "the reply could not be read"), folder)
             if self._timer is not None:
                 self._timer.cancel()
 
@@ -182,16 +210,18 @@ class Stream:
         response: OpenedResponse | None = None
         try:
             response = self._opener(self._slot, self._cancel)
-            folder = BodyFolder(response.status, response.content_type)
+            folder = BodyFolder(response.status, response.content_type, self._secrets)
             self._pump(response, folder)
         except StreamError as error:
             self._end(error, folder)
         except NetworkError as error:
             self._end(StreamError.from_network(error), folder)
+        except HermesError as error:  # e.g. no model: the opener asked the server which one
+            self._end(StreamError(error.kind, str(error)), folder)
         except Exception as exc:  # noqa: BLE001 - a bug of ours must still end the stream
             log.debug("stream worker failed", exc_info=True)
             message = f"the reply could not be read (an internal error: {type(exc).__name__})"
-            self._end(StreamError("protocol", message), folder)
+            self._end(StreamError("internal", message), folder)
         finally:
             if response is not None:
                 try:
@@ -234,21 +264,41 @@ class Stream:
 
     def _put(self, events: list) -> None:
         last = type(events[-1])
-        if last is Failed and self._secrets:
-            error = events[-1].error
-            error.message = redact(error.message, self._secrets)
-            error.args = (error.message,)
+        if self._secrets:
+            events = [self._redacted(event) for event in events]
         if last in _FINAL:
             self._ended = True
         # While the consumer has not taken the last batch, new events join it: one queue
         # hand-off (and thread wake-up) per batch the consumer takes, not per read, and no
         # delay when the consumer is already waiting.
         with self._batch_lock:
+            if last not in _FINAL:  # a consumer far behind: wait for room (never for a final)
+                while self._pending >= MAX_PENDING and not self._cancel.is_set():
+                    self._room.wait(0.5)
+            self._pending += len(events)
             if self._open_batch is not None:
                 self._open_batch.extend(events)
                 return
             self._open_batch = batch = list(events)
         self._queue.put(batch)
+
+    def _redacted(self, event: object) -> object:
+        """The event without the known secrets: a server may echo the key anywhere."""
+        kind = type(event)
+        if kind is TextDelta or kind is ReasoningDelta:
+            text = event.text  # type: ignore[attr-defined]
+            if any(secret in text for secret in self._secrets):
+                return kind(redact(text, self._secrets))
+            return event
+        if kind is Done:
+            return Done(redact_message(event.message, self._secrets))  # type: ignore[attr-defined]
+        if kind is Failed:
+            error = event.error  # type: ignore[attr-defined]
+            error.message = redact(error.message, self._secrets)
+            error.args = (error.message,)
+            if error.partial is not None:
+                error.partial = redact_message(error.partial, self._secrets)
+        return event
 
     def _as_interrupted(self, error: StreamError) -> StreamError:
         """The error to report: a deadline or an interrupt overrides what it caused."""

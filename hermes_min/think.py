@@ -19,7 +19,7 @@ class ThinkSplitter:
         self._held = ""  # a possible tag cut by the end of a delta
         self._closer: str | None = None  # set while inside a block
         self._leading = True  # only whitespace so far (outside blocks)
-        self._space = ""  # that whitespace, held: it is dropped if a block follows
+        self._space: list[str] = []  # that whitespace, held: dropped if a block follows
         self._blocks = 0  # how many blocks were opened (0: none, a lone closer may follow)
 
     @property
@@ -40,8 +40,8 @@ class ThinkSplitter:
         """The response ended: whatever was held back, as what it was part of."""
         held, self._held = self._held, ""
         if not self._closer:
-            held = ("" if self._blocks else self._space) + held
-        self._space = ""
+            held = ("" if self._blocks else "".join(self._space)) + held
+        self._space = []
         return [("reasoning" if self._closer else "text", held)] if held else []
 
     def _inside(self, rest: str, out: list) -> str:
@@ -63,11 +63,11 @@ class ThinkSplitter:
             out.append(("text", rest))
             return ""
         stripped = rest.lstrip()
-        self._space += rest[: len(rest) - len(stripped)]
+        self._space.append(rest[: len(rest) - len(stripped)])  # a list: linear, not quadratic
         lower = stripped.lower()
         for opener in _OPENERS:
             if lower.startswith(opener):
-                self._space, self._blocks = "", self._blocks + 1
+                self._space, self._blocks = [], self._blocks + 1
                 self._closer = "</" + opener[1:]
                 return stripped[len(opener) :]
         if stripped and any(o.startswith(lower) for o in _OPENERS):
@@ -75,8 +75,8 @@ class ThinkSplitter:
             return ""
         if stripped:
             # Whitespace before the answer stays, unless it only separated it from a block.
-            out.append(("text", ("" if self._blocks else self._space) + stripped))
-            self._leading, self._space = False, ""
+            out.append(("text", ("" if self._blocks else "".join(self._space)) + stripped))
+            self._leading, self._space = False, []
         return ""
 
 

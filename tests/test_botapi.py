@@ -286,6 +286,7 @@ def test_connection_reset_is_a_network_error(fake, api):
 
 def test_token_is_not_logged_on_success(fake, api, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")  # (the CLI quiets it; a test may have run it)
     api.send_message(USER, "hello")
     urllib3_lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("sendMessage" in line for line in urllib3_lines)  # the line exists, redacted

@@ -147,7 +147,7 @@ def test_a_bug_in_the_worker_is_a_failed_event_not_a_hang():
 
     with pytest.raises(StreamError) as caught:
         within(30, Stream(opener).result)
-    assert caught.value.kind == "protocol"
+    assert caught.value.kind == "internal"  # ours, not the server's
 
 
 # ------------------------------------------------------------------ caps

@@ -402,8 +402,14 @@ def test_an_iteration_cut_mid_batch_loses_no_event(server):
 
 
 def test_interrupt_reaches_the_model_list_request_too(server):
-    server.reply(Reply(parts=[b'{"data":[{"id":"m"}]}'], content_type="application/json",
-                       framing="length", before=Hold(limit=SILENT)))
+    server.reply(
+        Reply(
+            parts=[b'{"data":[{"id":"m"}]}'],
+            content_type="application/json",
+            framing="length",
+            before=Hold(limit=SILENT),
+        )
+    )
     with ChatClient(server.url) as client:  # no model: the worker asks the server first
         stream = client.stream(USER)
         assert server.holding.wait(10)

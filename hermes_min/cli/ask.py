@@ -10,7 +10,8 @@ from typing import IO, Union
 
 from .. import assemble
 from ..agent import Turn
-from ..errors import HermesError, StreamError, Terminated, UsageError
+from ..conversation import Conversation
+from ..errors import HermesError, StorageError, StreamError, Terminated, UsageError
 from ..events import Answer
 from ..message import Message
 from ..stream import Stream
@@ -43,6 +44,11 @@ def ask(args: argparse.Namespace) -> int:
         # --json keeps its contract on every path: the same object, plus `error`.
         print_json({**Message().to_dict(), "error": error.to_dict()})
         return error.exit_code
+    except KeyboardInterrupt as signal_:  # before anything streamed (model discovery)
+        if not getattr(args, "json", False):
+            raise
+        print_json({**Message().to_dict(), "error": _interrupted()})
+        return EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -53,6 +59,7 @@ def _ask(args: argparse.Namespace) -> int:
     text = prompt(args)
     args.system = _valid_text(args.system)
     streaming = config.streaming.enabled and not args.no_stream
+    report = _Report(args)
     with assemble.chat_client(config, streaming) as model_client, _Recorder(args.record) as record:
         model_client.resolve_model()
         agent = assemble.agent(config, model_client, args.tool, streaming)
@@ -61,10 +68,18 @@ def _ask(args: argparse.Namespace) -> int:
             talk = conversation(store, args, model_client.model)
             turn = talk.ask(agent, text)
             try:
-                code = _show(turn, args, config.terminal.mode)
+                _show(turn, args, config.terminal.mode, report)
             finally:
-                talk.save(turn)  # whatever happened to the output, the turn is kept
-    return record.checked(code)
+                _save(talk, turn, report)  # whatever happened to the output, the turn is kept
+    record.check(report)
+    return report.end()
+
+
+def _save(talk: Conversation, turn: Turn, report: _Report) -> None:
+    try:
+        talk.save(turn)
+    except StorageError as error:
+        report.fail(error, EXIT_ERROR)
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -74,9 +89,11 @@ def replay(args: argparse.Namespace) -> int:
         source = open(args.file, "rb")  # noqa: SIM115 - closed by the with block below
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    report = _Report(args)
     with source:
         stream = Stream(lambda slot, cancel: _FileResponse(source))
-        return _show(stream, args, config.terminal.mode)
+        _show(stream, args, config.terminal.mode, report)
+    return report.end()
 
 
 def models(args: argparse.Namespace) -> int:
@@ -138,28 +155,90 @@ class _FileResponse:
         """The file is closed by whoever opened it."""
 
 
-def _show(stream: _Running, args: argparse.Namespace, mode: str) -> int:
-    """Run a stream into the chosen output; return the exit code."""
+def _show(stream: _Running, args: argparse.Namespace, mode: str, report: _Report) -> None:
+    """Run a stream into the chosen output; what it ended with goes into `report`."""
     output = _Output(args, mode)
     with stream:
         try:
             for event in stream:
                 output.handle(event)  # after a failed write, the stream is still drained
         except KeyboardInterrupt as signal_:
-            stream.interrupt()
-            stream.join(2.0)
+            stream.interrupt()  # the final event follows at once (or, bounded, is made up)
             output.close()
-            _final_json(args, stream, interrupted=True)
-            return EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
+            code = EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
+            report.ended(stream, code, interrupted=True)
+            return
         except BrokenPipeError:
             stream.interrupt()
-            return quiet_pipe()
+            report.code = quiet_pipe()
+            report.quiet = True
+            return
     output.close()
-    code = _finish(stream, args)
+    report.ended(stream, EXIT_OK)
     if output.failure is not None:
-        say(stdout_problem(output.failure))
-        return EXIT_ERROR
-    return code
+        report.fail(output.failure, EXIT_ERROR, line=stdout_problem(output.failure))
+
+
+class _Report:
+    """How the run ended, said once at its end: --json's one object, or stderr lines."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(args.json)
+        self.message = Message()  # the answer, as far as it came
+        self.error: dict | None = None  # the first failure, as --json shows it
+        self.lines: list[str] = []
+        self.code = EXIT_OK
+        self.quiet = False  # the reader of stdout went away: nothing more is said
+
+    def ended(self, stream: Answer, code: int, *, interrupted: bool = False) -> None:
+        """Take the stream's end: its message, or its error and what arrived before it."""
+        try:
+            self.message = stream.result()
+        except StreamError as error:
+            self.message = error.partial if error.partial is not None else Message()
+            if interrupted:
+                self.error, self.code = _interrupted(), code
+                return
+            self.fail(error, EXIT_ERROR)
+            return
+        self.code = code
+        if self.message.finish_reason == "length":
+            self.lines.append(
+                "the answer was cut off at the server's length limit (finish_reason: "
+                "length); a larger max_tokens in provider.extra_body allows a longer one"
+            )
+
+    def fail(
+        self, error: BaseException, code: int, *, line: str | None = None, kind: str = ""
+    ) -> None:
+        """A failure after the answer began (the first one is the one --json reports)."""
+        line = line or str(error)
+        if self.error is None:
+            self.error = _error_dict(error, line, kind)
+        self.code = self.code or code
+        self.lines.append(line)
+
+    def end(self) -> int:
+        """Say it (once) and return the exit code."""
+        if self.quiet:
+            return self.code
+        if self.json:
+            body = self.message.to_dict()
+            print_json({**body, "error": self.error} if self.error else body)
+        else:
+            for line in self.lines:
+                say(line)
+        return self.code
+
+
+def _error_dict(error: BaseException, line: str, kind: str) -> dict:
+    if isinstance(error, HermesError) and not kind:
+        return error.to_dict()
+    return {"kind": kind or "output", "message": line, "status": None}
+
+
+def _interrupted() -> dict:
+    return {"kind": "interrupted", "message": "interrupted", "status": None}
 
 
 class _Output:
@@ -215,38 +294,6 @@ def _reason(exc: BaseException) -> str:
     return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).lower()
 
 
-def _finish(stream: Answer, args: argparse.Namespace) -> int:
-    """The exit code of a finished stream, after printing --json's message or the error."""
-    try:
-        message = stream.result()
-    except StreamError as error:
-        _final_json(args, stream)
-        if not args.json:
-            say(str(error))
-        return EXIT_ERROR
-    if args.json:
-        print_json(message.to_dict())
-    elif message.finish_reason == "length":
-        say(
-            "the answer was cut off at the server's length limit (finish_reason: length); "
-            "a larger max_tokens in provider.extra_body allows a longer one"
-        )
-    return EXIT_OK
-
-
-def _final_json(args: argparse.Namespace, stream: Answer, interrupted: bool = False) -> None:
-    """With --json, print what arrived plus the error, as one object."""
-    if not args.json:
-        return
-    try:
-        stream.result()
-        return
-    except StreamError as error:
-        received = error.partial if error.partial is not None else Message()
-        kind = "interrupted" if interrupted else error.kind
-        print_json({**received.to_dict(), "error": {**error.to_dict(), "kind": kind}})
-
-
 def _read_stdin() -> str:
     """All of stdin as text (undecodable bytes replaced)."""
     if sys.stdin is None:
@@ -282,12 +329,11 @@ class _Recorder:
             self._failure = _reason(exc)
             return 0
 
-    def checked(self, code: int) -> int:
-        """The exit code, made 1 (with one line) if the record could not be written."""
-        if not self._failure:
-            return code
-        say(f"the --record file {self.path} is incomplete: {self._failure}")
-        return code or EXIT_ERROR
+    def check(self, report: _Report) -> None:
+        """A record that could not be written fails the run (after the answer)."""
+        if self._failure:
+            line = f"the --record file {self.path} is incomplete: {self._failure}"
+            report.fail(OSError(line), EXIT_ERROR, line=line, kind="record")
 
     def __enter__(self) -> _Recorder:
         return self

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import sys
 from typing import Any, TextIO
+
+from ..visible import printable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -21,9 +24,21 @@ def isatty(stream: TextIO | None) -> bool:
 
 
 def print_json(value: Any) -> None:
-    """The value as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    """The value as indented JSON on stdout (a server's NaN or Infinity as null: not JSON)."""
+    text = json.dumps(_finite(value), ensure_ascii=False, indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that JSON cannot hold (NaN, ±Infinity) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def say(message: str) -> None:
@@ -31,6 +46,8 @@ def say(message: str) -> None:
     if sys.stderr is None:
         return  # stderr closed (2>&-): there is nowhere to say it
     first = " ".join(str(message).split()) or "error"
+    if isatty(sys.stderr):  # the line may quote a server's or a model's words
+        first = printable(first)
     sys.stderr.write(f"hermes: {first}\n")
     sys.stderr.flush()
 

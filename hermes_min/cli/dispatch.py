@@ -12,12 +12,14 @@ from types import FrameType
 from typing import Callable, Optional, Union
 
 from ..errors import HermesError, Terminated
+from ..visible import printable
 from .console import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     GuardedStdout,
+    isatty,
     quiet_pipe,
     say,
     stdout_problem,
@@ -132,14 +134,25 @@ def _command(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="hermes: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter("hermes: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     logging.captureWarnings(True)
+    # urllib3 logs a server's unparsable header lines (with a traceback) at WARNING: a
+    # header may quote the key, and the user can do nothing about it.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     # One loud warning from us about provider.insecure, not one from urllib3 per request.
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+
+
+class _LineFormatter(logging.Formatter):
+    """A log line as one `hermes: ...` line: no traceback, and on a terminal, no control
+    characters (a line may quote a server's words)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = " ".join(record.getMessage().split()) or "error"
+        text = self._style._fmt % {"message": line}
+        return printable(text) if isatty(sys.stderr) else text
 
 
 def _on_sigterm() -> _Handler:

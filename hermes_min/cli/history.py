@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from ..storage import open_store
-from ..transports.terminal import printable
+from ..visible import printable
 from .console import EXIT_OK, isatty, print_json
 from .settings import load
 

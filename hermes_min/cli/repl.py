@@ -17,7 +17,8 @@ from ..config import Config
 from ..conversation import Conversation
 from ..errors import StreamError, Terminated
 from ..storage import default_path
-from ..transports.terminal import TerminalPrinter, printable
+from ..transports.terminal import TerminalPrinter
+from ..visible import printable
 from .console import isatty, valid_text
 from .settings import conversation, load, opened_store
 

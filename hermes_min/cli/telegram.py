@@ -17,7 +17,7 @@ from ..telegram.botapi import BotAPI
 from ..telegram.poller import Poller, get_me, whoami
 from ..telegram.runlock import EX_TEMPFAIL, lock_path, run_lock
 from ..telegram.signals import Signals
-from ..transports.terminal import printable
+from ..visible import printable
 from .ask import messages, prompt
 from .console import EXIT_ERROR, EXIT_OK, say
 from .settings import load

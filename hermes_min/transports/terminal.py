@@ -7,24 +7,10 @@ import threading
 from typing import TextIO
 
 from ..events import ReasoningDelta, SegmentBreak, TextDelta, ToolCallStarted, ToolProgress
+from ..visible import printable
 
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _FRAMES = "\u280b\u2819\u2839\u2838\u283c\u2834\u2826\u2827\u2807\u280f"
-# C0 controls (but tab and newline), DEL and C1 controls, each shown as a visible picture: a
-# model (or a server, or a stored conversation) must not move the cursor, retitle the
-# window, or hide text on the user's terminal. U+2400.. are "control pictures" for C0.
-_CONTROLS = {
-    **{code: chr(0x2400 + code) for code in range(0x20) if code not in (0x09, 0x0A)},
-    0x7F: "\u2421",
-    **{code: f"\\x{code:02x}" for code in range(0x80, 0xA0)},
-}
-
-
-def printable(text: str) -> str:
-    """`text` safe for a terminal: control characters shown visibly (CRLF becomes LF)."""
-    if text.isprintable():
-        return text  # the common case: nothing to look up
-    return text.replace("\r\n", "\n").translate(_CONTROLS)
 
 
 def _same(text: str) -> str:
@@ -95,7 +81,7 @@ class TerminalPrinter:
         self.show_reasoning = show_reasoning
         self._dim = wants_color(err)
         self._spinner = Spinner(err) if tty and _isatty(err) else None
-        self._pending = ""
+        self._pending: list[str] = []  # the line not yet complete, in pieces
         self._started = False  # leading newlines of the answer are dropped
         self._last = "\n"
         self._in_reasoning = False
@@ -129,8 +115,8 @@ class TerminalPrinter:
         """Tools run next: finish the text so far, so their notes and the next text go below."""
         self._end_reasoning()
         if self._pending:
-            self._write(self._pending)
-            self._pending = ""
+            self._write("".join(self._pending))
+            self._pending = []
         if self._started and self._last != "\n":
             self._write("\n")
         self._started = False  # the next segment's leading newlines are dropped too
@@ -154,10 +140,12 @@ class TerminalPrinter:
         if self.mode == "chars":
             self._write(text)
             return
-        self._pending += text
-        if "\n" in text:
-            lines, _, self._pending = self._pending.rpartition("\n")
-            self._write(lines + "\n")
+        if "\n" not in text:
+            self._pending.append(text)  # a list: a long line costs one join, not one per piece
+            return
+        lines, _, rest = "".join([*self._pending, text]).rpartition("\n")
+        self._pending = [rest] if rest else []
+        self._write(lines + "\n")
 
     def _write(self, text: str) -> None:
         self.out.write(self._out_text(text))
