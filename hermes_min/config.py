@@ -75,6 +75,9 @@ class TelegramConfig:
     proxy: str | None = field(default=None, repr=False)
     answer_timeout: float = 600.0  # the bound on one answer of the bot
     concurrency: int = 4  # chats answered at the same time
+    system: str | None = None  # the bot's system prompt: its persona
+    models: tuple = ()  # the names /model may switch among (none: /model is off)
+    chats: dict = field(default_factory=dict)  # chat id -> {system, model}
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,13 @@ class _MappingOf:
         self.keys = keys
 
 
+class _ByChat:
+    """A config value that maps chat ids (integers) to mappings with these keys only."""
+
+    def __init__(self, entry: _MappingOf) -> None:
+        self.entry = entry
+
+
 # The type each key must have: a type, a tuple of types, or a tuple of allowed strings.
 _TYPES: dict[str, dict[str, Any]] = {
     "provider": {
@@ -169,6 +179,9 @@ _TYPES: dict[str, dict[str, Any]] = {
         "proxy": str,
         "answer_timeout": _NUMBER,
         "concurrency": int,
+        "system": str,
+        "models": _ListOf(str),
+        "chats": _ByChat(_MappingOf({"system": str, "model": str})),
     },
     "agent": {
         "max_turns": int,
@@ -418,6 +431,8 @@ def _checked(name: str, value: Any, source: str) -> Any:
         return value
     if isinstance(want, _MappingOf):
         return _mapping(name, value, want, source)
+    if isinstance(want, _ByChat):
+        return _by_chat(name, value, want, source)
     if not _is_a(value, want):
         shown = "something else" if name in _SECRETS else repr(value)  # never a key's value
         raise ConfigError(
@@ -448,6 +463,20 @@ def _mapping(name: str, value: Any, want: _MappingOf, source: str) -> dict:
         if key == "api_key":
             _check_secret(item, f"{name}.{key} in {source}", f"{name}.{key}", source)
     return dict(value)
+
+
+def _by_chat(name: str, value: Any, want: _ByChat, source: str) -> dict:
+    """{chat id: {key: value}}: ids are integers (a group's is negative)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} in {source} must be a mapping of chat ids", name, source)
+    checked = {}
+    for chat, entry in value.items():
+        if not isinstance(chat, int) or isinstance(chat, bool):
+            raise ConfigError(
+                f"{name} in {source}: {chat!r} is not a chat id (an integer)", name, source
+            )
+        checked[chat] = _mapping(f"{name}.{chat}", entry, want.entry, source)
+    return checked
 
 
 def _is_a(value: Any, want: Any) -> bool:

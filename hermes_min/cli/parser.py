@@ -92,7 +92,9 @@ def _conversation_flags(parser: argparse.ArgumentParser) -> None:
 
 def _telegram_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
-    commands = parser.add_subparsers(dest="action", metavar="send|poll|whoami", required=True)
+    commands = parser.add_subparsers(
+        dest="action", metavar="send|poll|whoami|setup", required=True
+    )
     send = commands.add_parser(
         "send",
         help="stream the answer to a prompt into one chat",
@@ -121,6 +123,14 @@ def _telegram_parser() -> ArgumentParser:
     )
     whoami.error = parser.error  # type: ignore[method-assign]
     whoami.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    setup = commands.add_parser(
+        "setup",
+        help="register the bot's commands, so Telegram's menu shows them",
+        description="Tell Telegram the bot's commands (setMyCommands), for private chats "
+        "and for groups; `telegram poll` without --once does this at its start too.",
+    )
+    setup.error = parser.error  # type: ignore[method-assign]
+    setup.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
     return parser
 
 
