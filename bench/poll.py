@@ -9,9 +9,13 @@ memory is that child's own ru_maxrss, from os.wait4 (RUSAGE_CHILDREN would give 
 over every child so far). The baseline, `python -c "import requests"`, is spawned and measured
 the same way, interleaved with the empty runs.
 
-Cases: "empty", a run that finds nothing to do (10 runs, target under 0.3 s and 40 MB), and
+Cases: "empty", a run that finds nothing to do (10 runs, target under 0.3 s and 40 MB),
 "busy", a run that answers 20 short messages from 20 users in 20 private chats (3 runs,
-each with a fresh state file and fresh servers). The config is the shipped defaults apart from
+each with a fresh state file and fresh servers), and "concurrent" (issue 11): 16 chats,
+each answer streamed over 5 s at a fixed token rate, answered with telegram.concurrency 16
+beside the same run with concurrency 1 (target: within 2x one answer's time, 0 x 429
+against the fake Bot API's limits, first visible text in every chat within 1 s of its
+first token). The config is the shipped defaults apart from
 the addresses, the allowed users and the state path. Each run is checked: exit 0, nothing on
 stdout or stderr, and (busy) every message answered once. Two passes, like startup.py: the
 environment as it is (here PYTHONDONTWRITEBYTECODE=1, so the checkout's hermes_min is compiled
@@ -36,7 +40,7 @@ from typing import Any
 import _common
 
 from tests.fake_botapi import FakeBotAPI
-from tests.sse_server import Reply, SSEServer, answer
+from tests.sse_server import Pause, Reply, SSEServer, answer
 
 TARGET_SECONDS = 0.3
 TARGET_MB = 40.0
@@ -56,12 +60,14 @@ def _env(base: dict, tmp: str, token: str) -> dict:
     return env
 
 
-def _config(tmp: str, fake: FakeBotAPI, model: SSEServer, users: list[int]) -> str:
+def _config(
+    tmp: str, fake: FakeBotAPI, model: SSEServer, users: list[int], telegram: str = ""
+) -> str:
     path = os.path.join(tmp, "hermes.yaml")
     with open(path, "w", encoding="utf-8") as out:
         out.write(
             f"provider:\n  base_url: {model.url}\n  model: m\n"
-            f"telegram:\n  api_base: {fake.api_base}\n  allowed_users: {users}\n"
+            f"telegram:\n  api_base: {fake.api_base}\n  allowed_users: {users}\n{telegram}"
             f"storage:\n  path: {os.path.join(tmp, 'state', 'hermes.db')}\n"
         )
     return path
@@ -138,6 +144,95 @@ def measure_busy(
             out.append((wall, peak, cpu))
             typing.append(len(fake.calls_to("sendChatAction")))
     return out, typing
+
+
+class TimedModel(SSEServer):
+    """Streams every answer over `seconds` at a fixed token rate; notes when each chat's
+    first token went out (by the chat named in the prompt)."""
+
+    def __init__(self, seconds: float, tokens: int = 50) -> None:
+        super().__init__()
+        self.first_token: dict[str, float] = {}
+        step = seconds / tokens
+        parts = answer(*["word " for _ in range(tokens)])
+        self._timed = [parts[0]]
+        for part in parts[1:]:
+            self._timed += [Pause(step), part]
+
+    def _send(self, conn: Any, reply: Reply) -> bool:
+        prompt = self.requests[-1]["json"]["messages"][-1]["content"]
+        return super()._send(conn, Reply(parts=[_Mark(self, prompt), *self._timed]))
+
+    def _part(self, conn: Any, part: Any, framing: str) -> bool:
+        return True if isinstance(part, _Mark) else super()._part(conn, part, framing)
+
+
+class _Mark:
+    """Not sent: where TimedModel notes the time of a chat's first token."""
+
+    def __init__(self, model: TimedModel, prompt: str) -> None:
+        model.first_token.setdefault(prompt, time.monotonic())
+
+
+def measure_concurrent(
+    chats: int, seconds: float, concurrency: int, base_env: dict
+) -> dict[str, float]:
+    """One run answering `chats` private chats at once with the given concurrency."""
+    users = list(range(7001, 7001 + chats))
+    with tempfile.TemporaryDirectory() as tmp, FakeBotAPI() as fake, TimedModel(seconds) as model:
+        for user in users:
+            fake.queue_text(user, f"chat {user}")
+        config = _config(tmp, fake, model, users, f"  concurrency: {concurrency}\n")
+        wall, peak, cpu, code, output = _spawn(
+            _poll_cmd(config), _env(base_env, tmp, fake.token), tmp
+        )
+        _check("concurrent poll", code, output)
+        if fake.pending_updates or any(len(fake.texts(u)) != 1 for u in users):
+            raise SystemExit("not every chat got one answer")
+        flood = sum(1 for call in fake.calls if call.status == 429)
+        lags = []
+        for user in users:
+            shown = [c.time for c in fake.calls if c.chat_id == user and _shows_text(c)]
+            token = model.first_token.get(f"chat {user}")
+            if shown and token is not None:
+                lags.append(min(shown) - token)
+    return {
+        "wall": wall,
+        "peak_mb": peak,
+        "ratio": wall / seconds,
+        "flood": flood,
+        "worst_first_text": max(lags) if lags else float("nan"),
+    }
+
+
+def _shows_text(call: Any) -> bool:
+    """A call that puts answer text in front of the user (a draft, an edit, a message)."""
+    visible = ("sendMessageDraft", "sendMessage", "editMessageText")
+    return call.method in visible and call.status == 200 and bool(call.payload.get("text"))
+
+
+def report_concurrent(args: argparse.Namespace, env: dict) -> dict:
+    rows, figures = [], {}
+    for concurrency in (args.chats, 1):
+        got = measure_concurrent(args.chats, args.answer_seconds, concurrency, env)
+        figures[concurrency] = got
+        rows.append(
+            [
+                f"{args.chats} chats, concurrency {concurrency}",
+                f"{got['wall']:.1f}",
+                f"{got['ratio']:.2f}x",
+                got["flood"],
+                f"{got['worst_first_text']:.2f}",
+                f"{got['peak_mb']:.1f}",
+            ]
+        )
+    headers = ["", "wall s", "/ one answer", "429s", "worst first text s", "peak MB"]
+    print(f"\nconcurrent answers, each {args.answer_seconds:g} s long")
+    print(_common.table(headers, rows))
+    best = figures[args.chats]
+    met = best["ratio"] <= 2 and best["flood"] == 0 and best["worst_first_text"] <= 1.0
+    print(f"target (within 2x, 0 x 429, first text within 1 s): {'met' if met else 'MISSED'}")
+    return {"concurrent": figures[args.chats], "sequential": figures[1], "target_met": met}
 
 
 # Imported by an empty run only because bot.py imports them at the top; only answering needs
@@ -262,16 +357,25 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20, help="messages per busy run")
     parser.add_argument("--importtime", action="store_true", help="always show the imports")
     parser.add_argument("--json", help="write the headline figures to this file")
+    parser.add_argument("--chats", type=int, default=16, help="chats in the concurrent run")
+    parser.add_argument("--answer-seconds", type=float, default=5.0, help="one answer's time")
+    parser.add_argument(
+        "--only-concurrent", action="store_true", help="skip the start-up measurements"
+    )
     args = parser.parse_args()
     if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss <= 0:
         raise SystemExit("this platform reports no ru_maxrss")
 
+    if args.only_concurrent:
+        _common.write_summary(args.json, report_concurrent(args, dict(os.environ)))
+        return
     summary = {"as is": run_pass("as is", dict(os.environ), args)}
     cache = tempfile.mkdtemp(prefix="hermes-pycache-")
     try:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = cache
         summary["with .pyc cache"] = run_pass("with a bytecode cache", env, args)
+        summary["concurrent"] = report_concurrent(args, env)
         missed = not all(s["target_met"] for s in summary.values())
         if args.importtime or missed:
             report_imports(env)

@@ -62,16 +62,18 @@ class Agent:
         self.stream_delta_callback = stream_delta_callback
         self.on_first_delta = on_first_delta
 
-    def turn(self, messages: list[dict]) -> Turn:
-        """Start a turn for `messages` (the conversation so far, ending with the user's)."""
-        return Turn(self, list(messages))
+    def turn(self, messages: list[dict], *, model: str | None = None) -> Turn:
+        """Start a turn for `messages` (the conversation so far, ending with the user's), on
+        `model` (else the client's own; a fallback keeps its own)."""
+        return Turn(self, list(messages), model=model)
 
 
 class Turn:
     """One user turn: iterate for events; `new_messages` is what the agent added."""
 
-    def __init__(self, agent: Agent, messages: list[dict]) -> None:
+    def __init__(self, agent: Agent, messages: list[dict], *, model: str | None = None) -> None:
         self.agent = agent
+        self._model = model  # asked of the primary client
         self.new_messages: list[dict] = []
         self.usage: dict | None = None
         self.model: str | None = None
@@ -213,7 +215,10 @@ class Turn:
         first, tool_seen = True, False
         self._sent = messages = self._request()
         self._open = True
-        self._stream = client.stream(messages, tools=self._tool_schemas(), record=self.agent.record)
+        model = self._model if client is self.agent.client else None
+        self._stream = client.stream(
+            messages, tools=self._tool_schemas(), record=self.agent.record, model=model
+        )
         if self._cancel.is_set():  # interrupt() came between the check and this stream
             self._stream.interrupt()
         for event in self._stream:

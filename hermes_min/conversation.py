@@ -23,8 +23,10 @@ class Conversation:
         model: str | None = None,
         system: str | None = None,
         key: str | None = None,
+        default_system: str | None = None,
     ) -> None:
         self.store = store
+        self.default_system = default_system  # used while the conversation stores none
         self.cid = cid
         self.model = model
         self.system = system
@@ -34,15 +36,24 @@ class Conversation:
 
     @classmethod
     def for_key(
-        cls, store: Store, key: str, *, model: str | None = None, system: str | None = None
+        cls,
+        store: Store,
+        key: str,
+        *,
+        model: str | None = None,
+        default_system: str | None = None,
     ) -> Conversation:
         """The current conversation of `key` (a Telegram chat or topic), or a new one."""
-        return cls(store, store.conversation_for_key(key), model=model, system=system, key=key)
+        cid = store.conversation_for_key(key)
+        return cls(store, cid, model=model, key=key, default_system=default_system)
 
     def messages(self) -> list[dict]:
         """The conversation so far, with the system prompt this session uses."""
         history = self.store.messages(self.cid) if self.store is not None and self.cid else []
         if self.system is None and not self._system_cleared:
+            stored = bool(history) and history[0].get("role") == "system"
+            if self.default_system and not stored:
+                return [{"role": "system", "content": self.default_system}, *history]
             return list(history)
         rest = [m for m in history if m.get("role") != "system"]
         return [{"role": "system", "content": self.system}, *rest] if self.system else rest
@@ -54,10 +65,10 @@ class Conversation:
         if self.store is not None and self.cid is not None:
             self.store.set_system(self.cid, system)
 
-    def ask(self, agent: Agent, text: str) -> Turn:
-        """Start a turn for the user's `text`; iterate the returned Turn for its events."""
+    def ask(self, agent: Agent, text: str, *, model: str | None = None) -> Turn:
+        """Start a turn for the user's `text` (on `model`, else the agent's client's)."""
         self._pending = {"role": "user", "content": text}
-        return agent.turn([*self.messages(), self._pending])
+        return agent.turn([*self.messages(), self._pending], model=model)
 
     def save(self, turn: Turn) -> None:
         """Write the finished (or interrupted) turn in one transaction."""

@@ -794,6 +794,7 @@ class FakeBotAPI:
         self.bot_limit = bot_limit
         self.bot_window = bot_window
         self._bot_times: deque[float] = deque()
+        self.commands: dict[str, list[str]] = {}  # scope (as JSON) -> the commands set for it
         self.retry_after = retry_after  # None: ceil(seconds until allowed), at least 1
         self.rate_limits = rate_limits
         self.clock = clock
@@ -1256,6 +1257,7 @@ class FakeBotAPI:
             "getWebhookInfo": self._get_webhook_info,
             "deleteWebhook": self._delete_webhook,
             "setWebhook": self._set_webhook,
+            "setMyCommands": self._set_my_commands,
         }
 
     def _bot_user(self) -> dict:
@@ -1448,6 +1450,22 @@ class FakeBotAPI:
         self.webhook_url = ""
         if payload.get("drop_pending_updates"):
             self._updates = []
+        return True
+
+    def _set_my_commands(self, payload: dict) -> bool:
+        """ "command: Text of the command; 1-32 characters. Can contain only lowercase English
+        letters, digits and underscores"; "description: 1-256 characters"; at most 100."""
+        commands = payload.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise _Refusal(400, "Bad Request: too many commands")
+        for command in commands:
+            name = command.get("command", "") if isinstance(command, dict) else ""
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+                raise _Refusal(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(command.get("description", "")) <= 256:
+                raise _Refusal(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        scope = payload.get("scope") or {"type": "default"}
+        self.commands[json.dumps(scope, sort_keys=True)] = [c["command"] for c in commands]
         return True
 
     def _set_webhook(self, payload: dict) -> bool:

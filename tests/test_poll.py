@@ -100,7 +100,7 @@ def test_groups_answer_only_mentions_and_replies(bot, fake, server):
     fake.queue_text(ALICE, "chatting among ourselves", chat_id=GROUP)
     fake.queue_text(ALICE, "@hermes_test_bot what is 2+2?", chat_id=GROUP)
     assert bot() == 0
-    assert prompts(server) == ["what is 2+2?"]  # the mention is not part of the question
+    assert prompts(server) == ["Test: what is 2+2?"]  # who asks, and not the mention
     assert answers(fake, GROUP) == ["yes?"]
 
 
@@ -283,7 +283,7 @@ def test_only_our_own_mentions_and_commands_count(bot, fake, server):
     fake.queue_text(ALICE, "/new@other_bot", chat_id=ALICE)
     fake.queue_text(ALICE, "@hermes_test_bot for us", chat_id=GROUP)
     assert bot() == 0
-    assert sorted(prompts(server)) == ["/new@other_bot", "for us"]  # two chats: any order
+    assert sorted(prompts(server)) == ["/new@other_bot", "Test: for us"]  # two chats: any order
 
 
 def test_service_messages_get_no_text_only_reply(bot, fake, server):

@@ -45,6 +45,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+SPEAKER = "Test: "  # the fake's users are all named Test
+
+
 def expected(prompt: str) -> str:
     """What the echo model answers to `prompt` (and the chat shows)."""
     return f"Answer to {prompt}"
@@ -63,8 +66,10 @@ class EchoModel(SSEServer):
 
     @staticmethod
     def prompt(request: dict) -> str:
+        """The last user message, without the speaker's name a group message carries."""
         users = [m for m in request["json"]["messages"] if m["role"] == "user"]
-        return users[-1]["content"] if users else ""
+        content = users[-1]["content"] if users else ""
+        return content[len(SPEAKER) :] if content.startswith(SPEAKER) else content
 
     def prompts(self) -> list[str]:
         with self._lock:
@@ -534,6 +539,68 @@ def test_second_sigterm_mid_answer_exits_143_and_keeps_the_partial(bot):
     quiet(bot.run("--once"))  # recorded: the cut answer is not answered again
     assert len(bot.model.requests) == 1 and len(bot.fake.texts(111)) == 1
     assert bot.fake.pending_updates == []
+
+
+def _two_held_answers(bot, hold: Hold) -> None:
+    for _ in range(2):
+        _stream_with_hold(bot, hold)  # one for each chat: the same Hold keeps both open
+    bot.fake.queue_text(111, "tell me")
+    bot.fake.queue_text(112, "and me")
+
+
+def test_a_first_sigterm_lets_every_answer_in_progress_finish(bot):
+    hold = Hold(limit=15)
+    _two_held_answers(bot, hold)
+    proc = bot.start()
+    try:
+        until(
+            lambda: (
+                len(bot.fake.calls_to("sendMessageDraft")) >= 2
+                and {c.chat_id for c in bot.fake.calls_to("sendMessageDraft")} == {111, 112}
+            ),
+            10,
+            "both answers streaming",
+        )
+        _signal(proc)
+        assert proc.poll() is None
+    finally:
+        hold.release.set()
+    quiet(finish(proc, time.monotonic(), timeout=20))
+    whole = "Here is the first half of it, and the second half."
+    assert bot.fake.texts(111) == [whole] and bot.fake.texts(112) == [whole]
+    quiet(bot.run("--once"))  # both recorded: nothing is answered again
+    assert len(bot.model.requests) == 2 and bot.fake.pending_updates == []
+
+
+def test_a_second_sigterm_cuts_every_answer_in_progress_and_keeps_them(bot):
+    def cut() -> bool:  # both cut answers reached their chats, or the run ended
+        return len(bot.fake.calls_to("sendMessage")) >= 2 or proc.poll() is not None
+
+    hold = Hold(limit=15)
+    _two_held_answers(bot, hold)
+    proc = bot.start()
+    try:
+        until(
+            lambda: {c.chat_id for c in bot.fake.calls_to("sendMessageDraft")} == {111, 112},
+            10,
+            "both answers streaming",
+        )
+        _signal(proc)
+        assert proc.poll() is None
+        cut_at = time.monotonic()
+        for _ in range(10):  # repeated while nothing shows the cut (signals can merge)
+            proc.send_signal(signal.SIGTERM)
+            if bounded_wait(cut, 2):
+                break
+        result = finish(proc, cut_at, timeout=20)
+    finally:
+        hold.release.set()
+    assert result.rc == 128 + signal.SIGTERM, result
+    for chat in (111, 112):
+        [partial] = bot.fake.texts(chat)
+        assert partial.startswith("Here is the first half of it") and "second" not in partial
+    quiet(bot.run("--once"))  # recorded: the cut answers are not answered again
+    assert len(bot.model.requests) == 2 and bot.fake.pending_updates == []
 
 
 # ---------------------------------------------------------------------------- 6. quiet

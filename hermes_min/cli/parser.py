@@ -92,9 +92,7 @@ def _conversation_flags(parser: argparse.ArgumentParser) -> None:
 
 def _telegram_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hermes telegram", description="Answer into Telegram chats.")
-    commands = parser.add_subparsers(
-        dest="action", metavar="send|poll|whoami|setup", required=True
-    )
+    commands = parser.add_subparsers(dest="action", metavar="send|poll|whoami|setup", required=True)
     send = commands.add_parser(
         "send",
         help="stream the answer to a prompt into one chat",

@@ -4,6 +4,7 @@ answers the bot's messages, `whoami` lists who wrote to it."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from pathlib import Path
 
@@ -11,16 +12,19 @@ from .. import assemble
 from ..agent import Agent
 from ..client import ChatClient
 from ..config import Config
-from ..errors import ConfigError, PollError, StorageError, UsageError, Wakeup
+from ..errors import ConfigError, PollError, StorageError, TelegramError, UsageError, Wakeup
 from ..storage import default_path, open_store
 from ..telegram.botapi import BotAPI
-from ..telegram.poller import Poller, get_me, whoami
+from ..telegram.commands import menu
+from ..telegram.poller import Poller, get_me, poll_error, whoami
 from ..telegram.runlock import EX_TEMPFAIL, lock_path, run_lock
 from ..telegram.signals import Signals
 from ..visible import printable
 from .ask import messages, prompt
 from .console import EXIT_ERROR, EXIT_OK, say
 from .settings import load
+
+log = logging.getLogger(__name__)
 
 
 def telegram(args: argparse.Namespace) -> int:
@@ -29,6 +33,8 @@ def telegram(args: argparse.Namespace) -> int:
         return _poll(args)
     if args.action == "whoami":
         return _whoami(args)
+    if args.action == "setup":
+        return _setup(args)
     return _send(args)
 
 
@@ -55,6 +61,8 @@ def _poll_with(args: argparse.Namespace, signals: Signals) -> int:
             bot = get_me(api)
             if args.delete_webhook:
                 api.delete_webhook()
+            if not args.once:  # a long-running bot keeps Telegram's menu current
+                _register_quietly(api, config)
             store = open_store(config, required=True)
             assert store is not None  # required: a failure raised
             with store, _LazyAgent(config) as agent:
@@ -92,10 +100,20 @@ class _LazyAgent:
             self.agent.fallback.close()
 
 
+def _setup(args: argparse.Namespace) -> int:
+    """Register the bot's commands with Telegram (its menu shows them)."""
+    config = load(args)
+    with open_bot(config) as api:
+        names = register_commands(api, config)
+    print(f"registered {len(names)} commands: {', '.join('/' + name for name in names)}")
+    return EXIT_OK
+
+
 def _whoami(args: argparse.Namespace) -> int:
     """Print who has written to the bot; answers and confirms nothing."""
-    with open_bot(load(args)) as api:
-        lines = whoami(api)
+    config = load(args)
+    with open_bot(config) as api:
+        lines = whoami(api, config)
     for line in lines:
         print(printable(line))  # names are a stranger's text: no control characters
     if not lines:
@@ -130,6 +148,24 @@ def _send(args: argparse.Namespace) -> int:
         return EXIT_OK
     say(delivery.describe())
     return EXIT_ERROR
+
+
+def register_commands(api: BotAPI, config: Config) -> list[str]:
+    """setMyCommands with the commands that work; their names."""
+    commands = menu(config)
+    try:
+        api.set_my_commands(commands)
+    except TelegramError as error:
+        raise poll_error(error) from None
+    return [name for name, _ in commands]
+
+
+def _register_quietly(api: BotAPI, config: Config) -> None:
+    """The menu is a convenience: a failure to set it is logged, the bot runs on."""
+    try:
+        register_commands(api, config)
+    except PollError as error:
+        log.warning("the command menu was not updated: %s", error)
 
 
 def open_bot(config: Config) -> BotAPI:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import Config
 from ..errors import ConfigError
+from .commands import NAMES
 from .updates import Incoming
 
 
@@ -37,15 +38,26 @@ class Access:
     def _addressed(self, message: Incoming) -> bool:
         if message.reply_to_sender is not None and message.reply_to_sender == self.bot_id:
             return True
-        return bool(self.username) and self.username in message.mentions
+        if bool(self.username) and self.username in message.mentions:
+            return True
+        # A command is addressed: /new@thisbot, and one of ours with no bot named (/new);
+        # one addressed to another bot, or another bot's own, is not for us.
+        text = message.text or ""
+        return self.command(text) in NAMES or _names_us(text, self.username)
 
     def command(self, text: str) -> str:
         """The bot command the text starts with ("/new"), if it is meant for this bot."""
         word = text.strip().split()[0] if text.strip() else ""
-        if not word.startswith("/"):
+        if not word.startswith("/") or len(word) < 2:
             return ""
         name, _, target = word.partition("@")
         return name.lower() if not target or target.lower() == self.username else ""
+
+    @staticmethod
+    def argument(text: str) -> str:
+        """What follows the command word ("/system Be brief" -> "Be brief")."""
+        parts = text.strip().split(maxsplit=1)
+        return parts[1].strip() if len(parts) > 1 else ""
 
     def strip_mention(self, text: str) -> str:
         """The text without the bot's @name (the model needs the question, not the address)."""
@@ -54,3 +66,9 @@ class Access:
         at = f"@{self.username}"
         index = text.lower().find(at)
         return (text[:index] + text[index + len(at) :]).strip() if index >= 0 else text
+
+
+def _names_us(text: str, username: str) -> bool:
+    """Whether the text starts with a command addressed to us by name (/cmd@us)."""
+    word = text.strip().split()[0] if text.strip() else ""
+    return bool(username) and word.startswith("/") and word.lower().endswith("@" + username)

@@ -313,6 +313,13 @@ class BotAPI:
         # long, so our HTTP read must wait longer or every quiet poll would look like a failure.
         return self._call("getUpdates", payload, read_timeout=timeout + _POLL_MARGIN)
 
+    def set_my_commands(
+        self, commands: list[tuple[str, str]], *, scope: dict | None = None
+    ) -> bool:
+        """Set the command list Telegram's menu shows: (name without "/", description)."""
+        listed = [{"command": name, "description": text} for name, text in commands]
+        return self._call("setMyCommands", _payload(commands=listed, scope=scope))
+
     def get_webhook_info(self) -> dict:
         """The WebhookInfo object; `url` is empty when polling is allowed."""
         return self._call("getWebhookInfo", {})

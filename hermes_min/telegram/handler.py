@@ -16,6 +16,8 @@ from ..errors import PollError, StorageError, StreamError, TelegramError
 from ..storage import Store
 from .access import Access
 from .botapi import BotAPI
+from .chats import ChatSettings, user_text
+from .commands import Commands
 from .ledger import Ledger
 from .pacing import Budgets
 from .runlock import EX_TEMPFAIL
@@ -32,8 +34,6 @@ DELIVERY_GRACE = 20.0  # seconds to deliver an answer once it was cut
 MAX_TRIES = 3  # runs an update may fail as an outage before it gets an apology instead
 STOPPED = "the bot was stopped"  # the chat's reason for an answer cut by a second signal
 _TEXT_ONLY = "I can only read text messages."
-_HELP = "Send me a message and I will answer it. /new starts a new conversation."
-_NEW = "Starting a new conversation."
 _REFUSED = (
     "I could not answer that (the model stopped with an error; if this conversation has "
     "grown long, /new starts over)."
@@ -65,6 +65,8 @@ class Handler:
         self._cuts: dict[int, Callable[[], None]] = {}  # answers in progress: how to cut each
         self._cuts_lock = threading.Lock()
         self.reason = ""  # why the last update was left for later
+        self.settings = ChatSettings(config, store, access.bot_id)
+        self.commands = Commands(config, store, self.settings)
 
     def handle(self, update: Update) -> str:
         """Handle one update; "retry" leaves it (and its chat's later ones) for a later try."""
@@ -85,14 +87,23 @@ class Handler:
                 self._say(message, _TEXT_ONLY)
             return self._commit(update)
         command = self.access.command(message.text)
-        if command in ("/start", "/help"):
-            self._say(message, _HELP)
-            return self._commit(update)
-        if command == "/new":
-            self._commit(update, lambda: self.store.reset_key(message.key), confirm=False)
-            self._say(message, _NEW)
-            return "done"
+        if command:
+            model = self.settings.model(message, self._default_model())
+            argument = self.access.argument(message.text)
+            reply = self.commands.reply(command, argument, message, model)
+            if reply is not None and reply.write is None:  # only words: said, then recorded
+                self._say(message, reply.text)
+                return self._commit(update)
+            if reply is not None:  # a change in the store: recorded, then said
+                self._commit(update, reply.write, confirm=reply.confirm)
+                self._say(message, reply.text)
+                return "done"
         return self._answer(update, message, self.access.strip_mention(message.text))
+
+    def _default_model(self) -> str | None:
+        """The model the agent's client uses (known once the agent is built)."""
+        agent = self._agent
+        return agent.client.model if agent is not None else self.config.provider.model
 
     def cut_all(self) -> None:
         """Cut every answer in progress (a second signal): each is delivered as far as it
@@ -111,7 +122,10 @@ class Handler:
         if agent is None:
             return "retry"
         cut_in, deliver_by = self._bounds()
-        conversation = Conversation.for_key(self.store, message.key, model=agent.client.model)
+        model = self.settings.model(message, agent.client.model)
+        conversation = Conversation.for_key(
+            self.store, message.key, model=model, default_system=self.settings.persona(message)
+        )
         streamer = streamer_for(
             self.api,
             self.config,
@@ -122,9 +136,13 @@ class Handler:
             announce_failures=False,
             deliver_by=deliver_by,
         )
-        with conversation.ask(agent, text) as turn, self._cuttable(streamer, turn):
+        started = time.monotonic()
+        asked = user_text(message, text)
+        with conversation.ask(agent, asked, model=model) as turn, self._cuttable(streamer, turn):
             delivery = stream_into(turn, streamer, limit=cut_in)
-            return self._settle(update, message, conversation, turn, delivery, streamer)
+            outcome = self._settle(update, message, conversation, turn, delivery, streamer)
+            _log_answer(message, turn, delivery, outcome, time.monotonic() - started)
+            return outcome
 
     @contextmanager
     def _cuttable(self, streamer: TelegramStreamer, turn: Turn) -> Iterator[None]:
@@ -295,6 +313,30 @@ class Handler:
             )
         except TelegramError as error:
             log.warning("could not reply in chat %s: %s", message.chat_id, error)
+
+
+def _log_answer(
+    message: Incoming, turn: Turn, delivery: Delivery, outcome: str, seconds: float
+) -> None:
+    """The operator's one line per answer (-v): chat, tokens, seconds, outcome; never text."""
+    usage = turn.usage or {}
+    error = _turn_error(turn)
+    if outcome == "retry":
+        how = "left for a later try"
+    elif delivery.complete:
+        how = "answered"
+    elif delivery.parts_sent:
+        how = f"delivered cut ({error.kind if error else 'not all parts sent'})"
+    else:
+        how = f"not answered ({error.kind if error else 'not delivered'})"
+    log.info(
+        "chat %s: %s tokens in, %s out, %.1f s, %s",
+        message.chat_id,
+        usage.get("prompt_tokens", "?"),
+        usage.get("completion_tokens", "?"),
+        seconds,
+        how,
+    )
 
 
 def _turn_error(turn: Turn) -> StreamError | None:

@@ -55,6 +55,22 @@ class ChatBudget:
                 self._recent.append(now)  # only messages count towards a group's 20 a minute
         self._bot.spend(now)
 
+    def claim(self, share: float = 1.0) -> bool:
+        """Record a call going out now if this chat's budget and the bot's allow one; False
+        (nothing recorded) if not. One step, so two chats cannot both take the bot's last
+        slot: checking ready() and then calling spend() could."""
+        now = self._clock()
+        with self._lock:
+            ready = max(self._last + self.interval, self._paused_until)
+            if self.group and share >= 1.0 and len(self._recent) == self._recent.maxlen:
+                ready = max(ready, self._recent[0] + self._window)
+            if now < ready or not self._bot.take(now):
+                return False
+            self._last = now - (1.0 - share) * self.interval
+            if share >= 1.0:
+                self._recent.append(now)
+        return True
+
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nothing more to this chat for exactly `seconds`."""
         with self._lock:
@@ -80,6 +96,15 @@ class BotBudget:
         """Record a call going out at `now`."""
         with self._lock:
             self._recent.append(now)
+
+    def take(self, now: float) -> bool:
+        """Record a call at `now` if the window has room; False (nothing recorded) if not."""
+        with self._lock:
+            full = len(self._recent) == self._recent.maxlen
+            if full and self._recent[0] + self._window > now:
+                return False
+            self._recent.append(now)
+            return True
 
 
 class Budgets:

@@ -32,7 +32,7 @@ from .ledger import Ledger
 from .pacing import Budgets
 from .runlock import EX_TEMPFAIL
 from .signals import Signals
-from .updates import Update, json_type, read_batch
+from .updates import Incoming, Update, json_type, read_batch
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -259,8 +259,9 @@ def get_me(api: BotAPI) -> dict:
     return bot
 
 
-def whoami(api: BotAPI) -> list[str]:
-    """One line per sender of the pending messages (nothing is confirmed or answered)."""
+def whoami(api: BotAPI, config: Config) -> list[str]:
+    """One line per sender of the pending messages, and whether the bot would answer them
+    and why (nothing is confirmed or answered)."""
     try:
         result = api.get_updates(timeout=0)  # no offset: confirms nothing
     except TelegramError as error:
@@ -273,10 +274,31 @@ def whoami(api: BotAPI) -> list[str]:
         seen.add((message.sender_id, message.chat_id))
         where = f"in {message.chat_type or 'a'} chat {message.chat_id}"
         if message.sender_id is not None:
-            lines.append(f"user {message.sender_id}{message.sender_name} {where}")
+            who = f"user {message.sender_id}{message.sender_name}"
         elif message.sender_chat_id is not None:
-            lines.append(f"chat {message.sender_chat_id} (on behalf of a chat) {where}")
+            who = f"chat {message.sender_chat_id} (on behalf of a chat)"
+        else:
+            continue
+        lines.append(f"{who} {where}: {explain(config, message)}")
     return lines
+
+
+def explain(config: Config, message: Incoming) -> str:
+    """Whether the bot answers this sender in this chat, and which setting says so."""
+    t = config.telegram
+    if message.sender_id is not None and message.sender_id in t.allowed_users:
+        allowed = f"answered (user {message.sender_id} is in telegram.allowed_users)"
+    elif message.chat_id in t.allowed_chats:
+        allowed = f"answered (chat {message.chat_id} is in telegram.allowed_chats)"
+    else:
+        who = message.sender_id if message.sender_id is not None else message.chat_id
+        return (
+            f"not answered (add {who} to telegram.allowed_users, or {message.chat_id} to "
+            "telegram.allowed_chats)"
+        )
+    if message.chat_type in ("group", "supergroup") and t.group_mode == "mention":
+        allowed += "; in this group only when mentioned, replied to, or given a command"
+    return allowed
 
 
 def poll_error(error: TelegramError) -> PollError:

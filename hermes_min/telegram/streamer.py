@@ -21,6 +21,7 @@ from .parts import interim, split, visible
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
+TYPING_AFTER = 1.0  # seconds of silence before the first typing action (text may come first)
 DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
 FINAL_ATTEMPTS = 6
 MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
@@ -76,6 +77,7 @@ class TelegramStreamer:
 
     RETRY_BACKOFF = 1.0  #: seconds before the first retry of a final part after a 5xx
     TYPING_EVERY = TYPING_EVERY  #: seconds between typing actions while nothing is visible
+    TYPING_AFTER = TYPING_AFTER  #: seconds of silence before the first typing action
     DRAFT_KEEPALIVE = DRAFT_KEEPALIVE  #: seconds before an unchanged draft is sent again
 
     def __init__(
@@ -124,7 +126,7 @@ class TelegramStreamer:
         self._end: object = None
         self._preview_id: int | None = None
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
-        self._typing_at = float("-inf")
+        self._typing_at = self._clock() - self.TYPING_EVERY + self.TYPING_AFTER
         self._deadline = float("inf")
         self._plain_only = False
         self._cut_reason: str | None = None
@@ -233,21 +235,27 @@ class TelegramStreamer:
             mark = "\u2026" if note.started else ("\u2713" if note.ok else "\u2717")
             self._progress[note.call_id] = f"\u2699 {note.name} {mark}"
         text = self._scrub("\n".join(self._progress.values()))
-        self._wait_for_budget()  # progress waits its turn; only a 429 can drop an update
+        self._claim()  # progress waits its turn; only a 429 can drop an update
         if self._progress_id is None:
             sent = self._interim_call(
-                self._api.send_message, self._chat, text, message_thread_id=self._thread
+                self._api.send_message,
+                self._chat,
+                text,
+                message_thread_id=self._thread,
+                claimed=True,
             )
             self._progress_id = sent.get("message_id") if isinstance(sent, dict) else None
         else:
-            self._interim_call(self._api.edit_message_text, self._chat, self._progress_id, text)
+            self._interim_call(
+                self._api.edit_message_text, self._chat, self._progress_id, text, claimed=True
+            )
 
     def _new_segment(self) -> None:
         """After a tool call the text continues in a new message, with a new draft."""
         self._progress, self._progress_id = {}, None
         self._preview_id, self._draft_id = None, _new_draft_id()
         self._shown, self._shown_len, self._shown_at = "", 0, float("-inf")
-        self._typing_at = float("-inf")
+        self._typing_at = self._clock() - self.TYPING_EVERY + self.TYPING_AFTER
 
     def _sleep_for(self) -> float:
         due = []
@@ -261,7 +269,11 @@ class TelegramStreamer:
         return min(max(wait, 0.005), 1.0)
 
     def _frame_wanted(self, text: str) -> bool:
-        return self._enabled and len(text) - self._shown_len >= max(self._threshold, 1)
+        # The first frame as soon as there is text: that is when the user sees the bot
+        # answer; after it, frames wait for buffer_threshold new characters.
+        threshold = max(self._threshold, 1) if self._shown else 1
+        size = len(text) if text.strip() else 0
+        return self._enabled and size - self._shown_len >= threshold
 
     def _step(self, text: str) -> None:
         if not self._budget.ready():
@@ -321,9 +333,18 @@ class TelegramStreamer:
             self._preview_id = sent.get("message_id")
         return bool(sent)
 
-    def _interim_call(self, method: Callable, *args: Any, share: float = 1.0, **kwargs: Any) -> Any:
-        """One preview call; failures drop the frame (the next one supersedes it)."""
-        self._budget.spend(share)
+    def _interim_call(
+        self,
+        method: Callable,
+        *args: Any,
+        share: float = 1.0,
+        claimed: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """One preview call; failures drop the frame (the next one supersedes it), and so
+        does a budget another chat took first (the next step tries again)."""
+        if not claimed and not self._budget.claim(share):
+            return False
         try:
             return method(*args, **kwargs)
         except TelegramError as error:
@@ -452,8 +473,7 @@ class TelegramStreamer:
     def _final_call(self, index: int, text: str, mode: str | None) -> int | None:
         error = None
         for attempt in range(FINAL_ATTEMPTS):
-            self._wait_for_budget(self._deadline)
-            self._budget.spend()
+            self._claim(self._deadline)
             try:
                 return self._send_part(index, text, mode)
             except TelegramError as failure:
@@ -502,6 +522,13 @@ class TelegramStreamer:
             self._budget.pause(backoff * random.uniform(0.8, 1.2))
             return True
         return False
+
+    def _claim(self, deadline: float | None = None) -> None:
+        """Wait for this chat's turn (and the bot's), and take it."""
+        while True:
+            self._wait_for_budget(deadline)
+            if self._budget.claim():
+                return
 
     def _wait_for_budget(self, deadline: float | None = None) -> None:
         """Sleep until the chat's budget allows a call; give up at once if past `deadline`."""

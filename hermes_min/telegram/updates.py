@@ -53,6 +53,9 @@ class Incoming:
     reply_to_sender: int | None  # who wrote the message this one replies to
     mentions: frozenset[str]  # the @usernames it mentions, lower case, without the @
     sender_name: str = ""  # " @username (First Last)", for `whoami`
+    display_name: str = ""  # how the sender is named to the model in a group ("Ann Lee")
+    reply_text: str = ""  # the text of the message this one replies to (capped)
+    reply_name: str = ""  # who wrote that message
 
     @property
     def key(self) -> str:
@@ -171,7 +174,35 @@ def read_message(raw: Any) -> Incoming:
         ),
         mentions=_mentions(text if text is not None else caption or "", entities),
         sender_name=_name(sender),
+        display_name=_display(sender, sender_chat),
+        reply_text=_reply_text(reply),
+        reply_name=_display(reply_sender, {}),
     )
+
+
+REPLY_QUOTE = 300  # characters of a replied-to message the model sees
+
+
+def _display(user: dict, chat: dict) -> str:
+    """A person's name as a reader would say it: "First Last", else @username, else the
+    chat's title; a name of the wrong type is left out (it is only shown)."""
+    names = [user.get(field) for field in ("first_name", "last_name")]
+    name = " ".join(n for n in names if isinstance(n, str) and n.strip())
+    handle, title = user.get("username"), chat.get("title")
+    for candidate in (name, handle, title):
+        if isinstance(candidate, str) and candidate.strip():
+            return " ".join(candidate.split())[:64]
+    return ""
+
+
+def _reply_text(reply: dict) -> str:
+    """The replied-to message's text or caption, cut to REPLY_QUOTE characters."""
+    text = reply.get("text")
+    if not isinstance(text, str):
+        text = reply.get("caption")
+    if not isinstance(text, str):
+        return ""
+    return text if len(text) <= REPLY_QUOTE else text[: REPLY_QUOTE - 1] + "\u2026"
 
 
 def _name(user: dict) -> str:
