@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ from tests.sse_server import (
 
 ROOT = Path(__file__).resolve().parents[1]
 HERMES = ROOT / "bin" / "hermes"
-USERS = (111, 112, 113)
+USERS = (111, 112, 113, 114, 115)
 EX_TEMPFAIL = 75
 
 pytestmark = pytest.mark.skipif(
@@ -248,11 +249,16 @@ GROUPS = {  # chat id -> topic (None: the group itself)
 
 
 def queue_burst(bot: Bot) -> list[tuple[int, str]]:
-    """50 messages from allowed users: three private chats, two forum topics, one group."""
+    """50 messages from allowed users: five private chats, two forum topics, one group
+    (eight chats, more than telegram.concurrency: kills land with several in flight)."""
     for chat, topic in GROUPS.items():
         if topic is not None:
             bot.fake.add_topic(chat, topic)
-    group_slots = {12: -1001000000005, 27: -1001000000006, 41: -4200}
+    group_slots = {
+        n: chat
+        for chat, slots in zip(GROUPS, ((3, 12, 22), (7, 27, 33), (17, 41, 45)))
+        for n in slots
+    }
     sent = []
     for n in range(BURST):
         prompt = f"m{n:02d}"
@@ -333,6 +339,8 @@ def test_sigkill_during_a_burst_loses_nothing_and_repeats_at_most_one_per_kill(b
     before = (finals(), asks())
     quiet(bot.run("--once"))
     assert (finals(), asks()) == before
+    with sqlite3.connect(bot.db) as db:  # and the file survived every kill whole
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 # ---------------------------------------------------------------------------- 2. overlap
