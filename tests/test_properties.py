@@ -150,3 +150,51 @@ def test_any_long_text_splits_into_parts_within_4096_units(text):
     for part in split(render(text, "MarkdownV2"), "MarkdownV2"):
         visible, _ = parse_text(part, "MarkdownV2")
         assert utf16_len(visible) <= 4096
+
+
+MESSAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "message_id": ANY,
+        "chat": ANY | st.fixed_dictionaries({}, optional={"id": ANY, "type": ANY, "title": ANY}),
+        "from": ANY
+        | st.fixed_dictionaries(
+            {}, optional={"id": ANY, "first_name": ANY, "last_name": ANY, "username": ANY}
+        ),
+        "sender_chat": ANY,
+        "text": ANY,
+        "caption": ANY,
+        "entities": ANY
+        | st.lists(
+            st.fixed_dictionaries({}, optional={"type": ANY, "offset": ANY, "length": ANY}),
+            max_size=3,
+        ),
+        "reply_to_message": ANY,
+        "message_thread_id": ANY,
+        "is_topic_message": ANY,
+        "photo": ANY,
+    },
+)
+UPDATE = st.fixed_dictionaries(
+    {}, optional={"update_id": ANY | st.integers(-5, 2**64), "message": MESSAGE | ANY}
+)
+
+
+@given(st.lists(UPDATE | JSON, max_size=5), st.none() | st.integers(0, 2**63))
+def test_any_update_objects_are_read_checked_or_skipped(batch, offset):
+    from hermes_min.config import Config, TelegramConfig
+    from hermes_min.telegram.access import Access
+    from hermes_min.telegram.chats import user_text
+    from hermes_min.telegram.updates import read_batch
+
+    config = Config(telegram=TelegramConfig(allowed_users=(1,), group_mode="mention"))
+    access = Access(config, {"id": 99, "username": "hermes_bot"})
+    for update in read_batch(batch, offset):
+        assert update.message is None or not update.problem
+        if update.message is not None:  # everything the bot then does with it, raw-data free
+            message = update.message
+            assert access.verdict(message) in ("answer", "deny", "ignore")
+            text = message.text or ""
+            access.command(text)
+            user_text(message, access.strip_mention(text))
+            assert isinstance(message.key, str) and isinstance(message.sender_key, str)
