@@ -8,6 +8,7 @@ from hermes_min.client import ChatClient
 from hermes_min.events import Done, TextDelta
 from hermes_min.message import Message
 from hermes_min.telegram.botapi import BotAPI
+from hermes_min.telegram.pacing import Budgets
 from hermes_min.telegram.streamer import LENGTH_CUT, TelegramStreamer
 from tests.sse_server import Reply as ModelReply
 from tests.sse_server import answer as model_answer
@@ -33,7 +34,8 @@ def test_the_done_event_of_a_length_cut_carries_its_finish_reason(server):
 def test_a_long_length_cut_answer_has_the_marker_on_its_last_part(fake):
     text = "word " * 1200  # two messages
     with BotAPI(fake.token, fake.api_base) as api:
-        out = TelegramStreamer(api, -100555, enabled=False)
+        budgets = Budgets(0.02, group_interval=0.02)  # a group's 3 s pacing, shortened
+        out = TelegramStreamer(api, -100555, enabled=False, budgets=budgets)
         out.handle(TextDelta(text))
         out.handle(Done(Message(content=text, finish_reason="length")))
         delivery = out.close()

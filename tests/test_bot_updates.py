@@ -163,7 +163,10 @@ def test_a_result_that_is_not_a_list_is_a_retry_later_not_a_traceback(bot, fake,
     assert bot() == 0 and answers(fake, ALICE) == ["ok"]
 
 
-def test_a_long_poll_backs_off_from_a_result_that_is_not_a_list(bot, fake, server):
+def test_a_long_poll_backs_off_from_a_result_that_is_not_a_list(bot, fake, server, monkeypatch):
+    from hermes_min.telegram.poller import Poller
+
+    monkeypatch.setattr(Poller, "BACKOFF", 0.05)  # the real one is a second, doubling
     fake.script("getUpdates", Reply(200, {"ok": True, "result": "not a list"}), times=2)
     fake.queue_text(ALICE, "hello")
     argv = ["--max-updates", "1", "--max-seconds", "60"]  # the bound only guards the test

@@ -286,7 +286,8 @@ def test_json_when_model_discovery_cannot_connect(capsys):
     assert code == 1 and set(out) == KEYS and out["error"]["kind"] == "connection"
 
 
-def test_json_when_the_connection_fails_before_any_byte(capsys):
+def test_json_when_the_connection_fails_before_any_byte(capsys, monkeypatch):
+    monkeypatch.setattr(ChatClient, "BACKOFF", 0.01)  # it retries first: quickly, here
     url = f"http://127.0.0.1:{free_port()}/v1"
     code = main(["--base-url", url, "-m", "m", "--json", "hi"])
     out = json.loads(capsys.readouterr().out)

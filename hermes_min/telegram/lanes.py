@@ -85,6 +85,12 @@ class Lanes(Generic[Item]):
             self._cond.notify_all()
             return left
 
+    def next_retry(self) -> float | None:
+        """The clock time of the earliest retry a lane waits for (None: none waits)."""
+        with self._cond:
+            due = [lane.retry_at for lane in self._lanes.values() if lane.retry_at is not None]
+            return min(due) if due else None
+
     @property
     def running(self) -> int:
         """How many lanes are running an item now."""

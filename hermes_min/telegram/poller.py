@@ -47,6 +47,8 @@ BUSY_POLL = 1.0  # seconds between fetches while answers are in flight (see _wai
 class Poller:
     """Fetches updates and hands them to the chats' lanes; records each as it is done."""
 
+    BACKOFF = 1.0  #: seconds of the first wait after a failed fetch; it doubles each time
+
     def __init__(
         self,
         config: Config,
@@ -153,10 +155,15 @@ class Poller:
         return fresh
 
     def _wait_for_work(self, lanes: Lanes[Update]) -> bool:
-        """Wait for an answer to end (or BUSY_POLL); False if a signal says stop."""
+        """Wait for an answer to end, a retry to fall due, or BUSY_POLL; False if a signal
+        says stop."""
+        wait = BUSY_POLL
+        due = lanes.next_retry()
+        if due is not None:
+            wait = min(wait, max(due - time.monotonic(), 0.0))
         try:
             self.signals.idle = True
-            lanes.wait(BUSY_POLL)
+            lanes.wait(wait)
         except Wakeup:
             return False
         finally:
@@ -231,7 +238,7 @@ class Poller:
     ) -> int:
         """Wait longer after each failure in a row (never spin); a signal ends the wait,
         and so does --max-seconds."""
-        delay = min(2.0**failures, 60.0) * random.uniform(0.8, 1.2)
+        delay = min(self.BACKOFF * 2.0**failures, 60.0) * random.uniform(0.8, 1.2)
         delay = max(delay, retry_after or 0.0)
         if self._deadline is not None:
             delay = max(0.0, min(delay, self._deadline - time.monotonic()))
