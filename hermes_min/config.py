@@ -317,9 +317,13 @@ def load_config(
         origins["provider.name"] = "flag" if provider else _chooser(conversation, chosen)
     for key in ("base_url", "model"):
         value = (conversation or {}).get(key)
-        if value and not (key == "base_url" and chosen is not None):
-            merged[f"provider.{key}"] = value
-            origins[f"provider.{key}"] = "the conversation"
+        if not value or (key == "base_url" and chosen is not None):
+            continue
+        current = merged.get("provider.base_url", DEFAULT_BASE_URL)
+        if key == "base_url" and _same_endpoint(value, current):
+            continue  # the configured URL names it, with what was not stored (a password)
+        merged[f"provider.{key}"] = value
+        origins[f"provider.{key}"] = "the conversation"
     for key, value in flags.items():
         merged[key] = _checked(key, value, "the command line")
         origins[key] = "flag"

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import Config
 from .errors import HermesError, StorageError, UsageError
@@ -332,7 +333,7 @@ class Store:
             self._sql(
                 "UPDATE conversations SET requested_model = ?, base_url = ?, provider = ?"
                 " WHERE id = ?",
-                (self._scrub(model), _valid(base_url), _valid(provider), cid),
+                (self._scrub(model), _valid(_public(base_url)), _valid(provider), cid),
             )
 
     def endpoint(self, cid: str) -> dict:
@@ -725,6 +726,19 @@ def _valid(text: str | None) -> str | None:
     if text is None or not _SURROGATES.search(text):
         return text
     return _SURROGATES.sub("\ufffd", text)
+
+
+def _public(url: str | None) -> str | None:
+    """A base URL without what may hold a secret (user:password@, a query, a fragment).
+
+    A conversation continues at the same scheme, host, port and path; the configured URL,
+    credentials and all, is used when it names that endpoint (config.load_config).
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _create_private(path: Path) -> None:

@@ -306,3 +306,17 @@ def test_history_keeps_its_own_n(server, capsys):
     run(capsys, "--base-url", server.url, "-m", "m", "one")
     run(capsys, "--base-url", server.url, "-m", "m", "two")
     assert [c["title"] for c in listed(capsys, "-n", "1")] == ["two"]
+
+
+def test_a_password_in_the_base_url_is_not_stored(server, capsys, tmp_path, monkeypatch):
+    secret = "pw-not-for-the-database"
+    with_password = server.url.replace("http://", f"http://user:{secret}@")
+    server.reply(Reply(parts=answer("one")), Reply(parts=answer("two")), Reply(parts=answer("3")))
+    assert run(capsys, "--base-url", with_password, "-m", "m", "hi")[0] == 0
+    database = tmp_path / "xdg-state" / "hermes" / "hermes.db"
+    assert all(secret.encode() not in path.read_bytes() for path in database.parent.iterdir())
+    assert run(capsys, "-c", "more")[0] == 0  # continued where it was, without the password
+    assert "authorization" not in server.requests[-1]["headers"]
+    monkeypatch.setenv("HERMES_BASE_URL", with_password)  # configured again: used as it is
+    assert run(capsys, "-c", "again")[0] == 0
+    assert server.requests[-1]["headers"]["authorization"].startswith("Basic ")
