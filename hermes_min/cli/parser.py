@@ -19,7 +19,6 @@ from ..errors import UsageError
 # The command words; any other first word starts a prompt (`hermes -- WORDS` or `hermes ask`
 # sends a prompt whose first word is one of these).
 COMMANDS = ("ask", "chat", "models", "history", "replay", "config", "telegram")
-SUBCOMMANDS = COMMANDS
 MAX_LISTED = 1_000_000  # `history -n`: more is a typo (and past SQLite's integer range)
 MAX_UPDATES = 1_000_000_000  # `--max-updates`
 MAX_SECONDS = 1e9  # `--max-seconds`: about 30 years
