@@ -25,6 +25,8 @@ setup(
         "hermes_min.tools",
         "hermes_min.transports",
     ],
+    # The documented config (the repository's config.yaml): `hermes config init` writes it.
+    package_data={"hermes_min": ["config_template.yaml"]},
     scripts=["bin/hermes"],
     python_requires=">=3.9",
     # urllib3 2.2+ for HTTPResponse.read1, which streams close-delimited bodies.

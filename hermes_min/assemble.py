@@ -20,11 +20,20 @@ log = logging.getLogger(__name__)
 def chat_client(config: Config, stream: bool = True) -> ChatClient:
     """The client for provider.* settings."""
     p = config.provider
-    return _client(config, p.base_url, p.api_key, p.model, stream)
+    client = _client(config, p.base_url, p.api_key, p.model, stream)
+    client.key_source, client.key_note = p.api_key_source, p.api_key_note
+    # -v: which key goes where, by its source; never the key.
+    if p.api_key_source:
+        log.info("sending the API key from %s to %s", p.api_key_source, client.base_url)
+    else:
+        note = f" ({p.api_key_note})" if p.api_key_note else ""
+        log.info("sending no API key to %s%s", client.base_url, note)
+    return client
 
 
 def fallback_client(config: Config, stream: bool = True) -> ChatClient | None:
-    """The client for provider.fallback, inheriting every other provider setting."""
+    """The client for provider.fallback (a mapping, or a named provider resolved into one),
+    inheriting every other provider setting."""
     fallback, p = config.provider.fallback, config.provider
     if not fallback:
         return None
@@ -34,11 +43,20 @@ def fallback_client(config: Config, stream: bool = True) -> ChatClient | None:
         fallback.get("api_key"),
         fallback.get("model", p.model),
         stream,
+        extra_body=fallback.get("extra_body", p.extra_body),
+        ca_bundle=fallback.get("ca_bundle", p.ca_bundle),
     )
 
 
 def _client(
-    config: Config, base_url: str, api_key: str | None, model: str | None, stream: bool
+    config: Config,
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    stream: bool,
+    *,
+    extra_body: dict | None = None,
+    ca_bundle: str | None = None,
 ) -> ChatClient:
     p = config.provider
     return ChatClient(
@@ -49,10 +67,10 @@ def _client(
         read_timeout=p.read_timeout,
         total_timeout=p.total_timeout,
         max_retries=p.max_retries,
-        ca_bundle=p.ca_bundle,
+        ca_bundle=ca_bundle or p.ca_bundle,
         insecure=p.insecure,
         proxy=p.proxy,
-        extra_body=p.extra_body,
+        extra_body=p.extra_body if extra_body is None else extra_body,
         stream=stream,
     )
 
@@ -76,6 +94,7 @@ def own_files(config: Config) -> tuple[str, ...]:
         config.source,
         config.provider.api_key_file,
         config.provider.fallback.get("api_key_file"),
+        *(entry.get("api_key_file") for entry in config.providers.values()),
         config.telegram.token_file,
         *(f"{db}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")),
         str(db.with_name("chat_history")),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from . import __version__
+from .config import RESERVED_BODY_KEYS
 from .connection import HttpSession, HttpSettings, SocketSlot
 from .errors import ConfigError, NetworkError, StreamError
 from .events import Failed
@@ -83,12 +84,23 @@ class ChatClient:
         stream: bool = True,
         stream_delta_callback: Callable[[str], None] | None = None,
         on_first_delta: Callable[[], None] | None = None,
+        key_source: str | None = None,
+        key_note: str | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
         self.model = model or None
         self.max_retries = max_retries
         self.total_timeout = total_timeout  # seconds for one whole response; None: no bound
+        reserved = [key for key in RESERVED_BODY_KEYS if key in (extra_body or {})]
+        if reserved:  # it would silently replace the model, or break the conversation
+            raise ConfigError(
+                f"extra_body must not set {reserved[0]} (hermes sets it)", "provider.extra_body"
+            )
         self.extra_body = dict(extra_body or {})
+        # Where the key came from (never the key), and why a key that is set was not sent:
+        # a 401 names them, so the person knows which key the endpoint refused.
+        self.key_source = key_source
+        self.key_note = key_note
         self.streaming = stream
         self.stream_delta_callback = stream_delta_callback
         self.on_first_delta = on_first_delta
@@ -263,7 +275,26 @@ class ChatClient:
         failed = folder.finish()[-1]
         assert isinstance(failed, Failed)
         failed.error.retry_after = _retry_after(response.headers)
-        return failed.error
+        return self._explained(failed.error)
+
+    def _explained(self, error: StreamError) -> StreamError:
+        """A 401, said as what it means here: this endpoint refused this key (or wants one)."""
+        if error.status != 401:
+            return error
+        if self._api_key:
+            said = f"{self.base_url} refused the API key from {self.key_source or 'the settings'}"
+        else:
+            hint = self.key_note or "set HERMES_API_KEY, --api-key or provider.api_key_file"
+            said = f"{self.base_url} wants an API key and none was sent ({hint})"
+        return StreamError(
+            error.kind,
+            f"{said}: {error.message}",
+            status=error.status,
+            retry=error.retry,
+            partial=error.partial,
+            retry_after=error.retry_after,
+            network=error.network,
+        )
 
     def _may_retry(
         self, error: StreamError, attempt: int, cancel: threading.Event, retry_after: float | None
@@ -327,7 +358,7 @@ class ChatClient:
         if status != 200:
             folder = BodyFolder(status, headers.get("Content-Type", ""), self._secrets())
             folder.feed(body)
-            raise folder.finish()[-1].error
+            raise self._explained(folder.finish()[-1].error)
         try:
             data = json.loads(body.decode("utf-8", "replace"))
         except (ValueError, RecursionError):

@@ -6,13 +6,16 @@ import difflib
 import logging
 import math
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +23,19 @@ _NUMBER = (int, float)
 CONFIG_LIMIT = 1 << 20  # a config file is a few KiB; more is a mistake (or an attack)
 SECRET_LIMIT = 4096  # a key or token file holds one line: read no more than this
 MAX_SECONDS = 1_000_000.0  # past this a timeout overflows the platform's time_t somewhere
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+OPENAI_HOST = "api.openai.com"
+# Request-body keys hermes sets itself: extra_body or -o setting them would silently replace
+# the model or break the conversation, so they are refused.
+RESERVED_BODY_KEYS = ("model", "messages", "stream", "tools")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class ProviderConfig:
     """Where and how to reach the model."""
 
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = DEFAULT_BASE_URL
     api_key: str | None = field(default=None, repr=False)
     api_key_file: str | None = None
     model: str | None = None
@@ -39,6 +48,9 @@ class ProviderConfig:
     proxy: str | None = field(default=None, repr=False)
     extra_body: dict = field(default_factory=dict)
     fallback: dict = field(default_factory=dict, repr=False)
+    name: str | None = None  # the named provider in use (-p, HERMES_PROVIDER), if any
+    api_key_source: str | None = None  # where api_key came from, never the key itself
+    api_key_note: str | None = None  # why a key that is set is not sent to this endpoint
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,11 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     tools: tuple = ()
+    providers: dict = field(default_factory=dict)  # name -> {base_url, model, ...} as written
     source: str | None = None
+    # Where each setting came from ("file", "environment HERMES_MODEL", "flag", ...);
+    # a setting missing here has its default.
+    origins: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -139,6 +155,34 @@ class _ByChat:
         self.entry = entry
 
 
+class _ByName:
+    """A config value that maps names (strings) to mappings with these keys only."""
+
+    def __init__(self, entry: _MappingOf) -> None:
+        self.entry = entry
+
+
+class _NameOr:
+    """A config value that is a name (a string), or a mapping with these keys only."""
+
+    def __init__(self, entry: _MappingOf) -> None:
+        self.entry = entry
+
+
+# A named endpoint under `providers:`. The key is never written here: a file, or the name of
+# an environment variable that holds it.
+_PROVIDER_ENTRY = _MappingOf(
+    {
+        "base_url": str,
+        "api_key_file": str,
+        "api_key_env": str,
+        "model": str,
+        "extra_body": dict,
+        "ca_bundle": str,
+    }
+)
+
+
 # The type each key must have: a type, a tuple of types, or a tuple of allowed strings.
 _TYPES: dict[str, dict[str, Any]] = {
     "provider": {
@@ -154,8 +198,8 @@ _TYPES: dict[str, dict[str, Any]] = {
         "insecure": bool,
         "proxy": str,
         "extra_body": dict,
-        "fallback": _MappingOf(
-            {"base_url": str, "model": str, "api_key": str, "api_key_file": str}
+        "fallback": _NameOr(
+            _MappingOf({"base_url": str, "model": str, "api_key": str, "api_key_file": str})
         ),
     },
     "streaming": {
@@ -192,7 +236,7 @@ _TYPES: dict[str, dict[str, Any]] = {
     },
     "storage": {"path": str},
 }
-_TOP_LEVEL = {"tools": _ListOf(str)}  # keys that are values, not sections
+_TOP_LEVEL = {"tools": _ListOf(str), "providers": _ByName(_PROVIDER_ENTRY)}  # not sections
 _POSITIVE = frozenset(
     {
         "provider.connect_timeout",
@@ -212,13 +256,16 @@ _COUNTS = frozenset({"agent.max_turns", "telegram.concurrency"})  # positive, no
 _SECONDS = _POSITIVE - _COUNTS
 _SECRETS = frozenset({"provider.api_key", "telegram.token"})
 
-# Environment variables, first found wins; HERMES_* beat the names other tools use.
+# Environment variables, first found wins; HERMES_* beat the names other tools use. The API
+# key is not here: which key goes to which endpoint is decided by _route_key.
 _ENV = {
     "provider.base_url": ("HERMES_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE"),
-    "provider.api_key": ("HERMES_API_KEY", "OPENAI_API_KEY"),
     "provider.model": ("HERMES_MODEL",),
     "telegram.token": ("TELEGRAM_BOT_TOKEN",),
 }
+_OPENAI_BASE = ("OPENAI_BASE_URL", "OPENAI_API_BASE")  # where OPENAI_API_KEY may go
+# What a named provider (or a continued conversation's endpoint) decides for the run.
+_ENDPOINT_KEYS = ("base_url", "model", "extra_body", "ca_bundle")
 
 
 def config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -235,21 +282,281 @@ def load_config(
     path: str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    provider: str | None = None,
+    conversation: Mapping[str, str | None] | None = None,
 ) -> Config:
-    """Read settings: the file, then `env` (default os.environ), then `overrides` ("a.b": v)."""
+    """Read settings: the file, then `env` (default os.environ), then a named provider
+    (`provider`, else HERMES_PROVIDER), then a continued `conversation`'s own endpoint and
+    model ({"base_url", "provider", "model"}), then `overrides` ("a.b": v, the flags)."""
     env = os.environ if env is None else env
     file, named = config_path(path, env)
     values = _read_file(file, named)
     source = str(file) if values is not None else None
-    merged = _check(values or {}, source or "config")
+    where = source or "config"
+    merged = _check(values or {}, where)
+    origins = {key: f"file {source}" for key in merged}
     for key, names in _ENV.items():
         name = next((n for n in names if env.get(n)), None)
         if name is not None:
             merged[key] = _checked(key, env[name], name)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            merged[key] = _checked(key, value, "the command line")
-    return _secrets_from_files(_build(merged, source), source)
+            origins[key] = f"environment {name}"
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    flag_key = flags.pop("provider.api_key", None)
+    configured = flags.get("provider.base_url", merged.get("provider.base_url", DEFAULT_BASE_URL))
+    chosen = _chosen_provider(provider, env, conversation, merged, source)
+    if chosen is not None:
+        entry = merged["providers"][chosen]
+        for key in _ENDPOINT_KEYS:  # the provider's own, or the defaults: none of the rest
+            merged.pop(f"provider.{key}", None)
+            origins.pop(f"provider.{key}", None)
+            if key in entry:
+                merged[f"provider.{key}"] = entry[key]
+                origins[f"provider.{key}"] = f"providers.{chosen}"
+        merged["provider.name"] = chosen
+        origins["provider.name"] = "flag" if provider else _chooser(conversation, chosen)
+    for key in ("base_url", "model"):
+        value = (conversation or {}).get(key)
+        if not value or (key == "base_url" and chosen is not None):
+            continue
+        current = merged.get("provider.base_url", DEFAULT_BASE_URL)
+        if key == "base_url" and _same_endpoint(value, current):
+            continue  # the configured URL names it, with what was not stored (a password)
+        merged[f"provider.{key}"] = value
+        origins[f"provider.{key}"] = "the conversation"
+    for key, value in flags.items():
+        merged[key] = _checked(key, value, "the command line")
+        origins[key] = "flag"
+    at_configured = chosen is None and _same_endpoint(
+        merged.get("provider.base_url", DEFAULT_BASE_URL), configured
+    )
+    key, key_source, note = _route_key(
+        merged, env, _checked("provider.api_key", flag_key, "--api-key") if flag_key else None,
+        chosen, at_configured, source,
+    )
+    merged.pop("provider.api_key", None)
+    origins.pop("provider.api_key", None)
+    if key is not None:
+        merged["provider.api_key"] = key
+        origins["provider.api_key"] = key_source
+    merged["provider.api_key_source"] = key_source
+    merged["provider.api_key_note"] = note
+    config = _secrets_from_files(_build(merged, source), source)
+    config = _named_fallback(config, env, source)
+    return replace(config, origins=origins)
+
+
+def _chosen_provider(
+    flag: str | None,
+    env: Mapping[str, str],
+    conversation: Mapping[str, str | None] | None,
+    merged: dict[str, Any],
+    source: str | None,
+) -> str | None:
+    """The named provider the run uses: -p, else a continued conversation's, else
+    HERMES_PROVIDER (a conversation with an endpoint of its own keeps it)."""
+    providers = merged.get("providers", {})
+    if flag:
+        name = flag
+    elif conversation and (conversation.get("base_url") or conversation.get("provider")):
+        name = conversation.get("provider")
+        return name if name in providers else None  # gone from the config: its base_url
+    else:
+        name = env.get("HERMES_PROVIDER") or None
+    if name is None:
+        return None
+    if name not in providers:
+        known = ", ".join(sorted(providers)) or "none are configured"
+        raise ConfigError(
+            f"no provider {name!r} under providers: in {source or 'the config'} "
+            f"(known: {known}){_suggest(name, providers)}",
+            "providers",
+            source,
+        )
+    return name
+
+
+def _chooser(conversation: Mapping[str, str | None] | None, chosen: str) -> str:
+    if conversation and conversation.get("provider") == chosen:
+        return "the conversation"
+    return "environment HERMES_PROVIDER"
+
+
+def _route_key(
+    merged: dict[str, Any],
+    env: Mapping[str, str],
+    flag_key: str | None,
+    chosen: str | None,
+    at_configured: bool,
+    source: str | None,
+) -> tuple[str | None, str | None, str | None]:
+    """The API key for the run's endpoint, where it came from, and (when none is sent) why
+    a key that is set is not.
+
+    A key goes only where it was meant to go: --api-key to this run's endpoint; a named
+    provider's key to that provider's base_url; HERMES_API_KEY and the config's key to the
+    configured endpoint; OPENAI_API_KEY to OPENAI_BASE_URL (or OPENAI_API_BASE), else only
+    to OpenAI's own API, never to any other --base-url (as llm does).
+    """
+    if flag_key:
+        return flag_key, "flag --api-key", None
+    base = merged.get("provider.base_url", DEFAULT_BASE_URL)
+    notes = []
+    if chosen is not None:
+        entry = merged["providers"][chosen]
+        if _same_endpoint(base, entry["base_url"]):
+            key, key_source = _provider_key(chosen, entry, env, source)
+            if key is not None:
+                return key, key_source, None
+    elif at_configured:
+        where = source or "the config"
+        if env.get("HERMES_API_KEY"):
+            key = _checked("provider.api_key", env["HERMES_API_KEY"], "HERMES_API_KEY")
+            return key, "environment HERMES_API_KEY", None
+        if env.get("OPENAI_API_KEY") and _openai_endpoint(base, env):
+            return _openai_key(env), "environment OPENAI_API_KEY", None
+        if merged.get("provider.api_key"):
+            return merged["provider.api_key"], f"file {where} (provider.api_key)", None
+        if merged.get("provider.api_key_file"):
+            path = merged["provider.api_key_file"]
+            key = _secret_file(path, "provider.api_key_file", source)
+            return key, f"file {path} (provider.api_key_file)", None
+    else:
+        notes.append(
+            "the keys set for the configured endpoint are not sent to a continued "
+            "conversation's other endpoint (pass --api-key)"
+        )
+    if env.get("OPENAI_API_KEY"):
+        if _openai_endpoint(base, env):
+            return _openai_key(env), "environment OPENAI_API_KEY", None
+        notes.append(
+            "OPENAI_API_KEY is set, but it goes only to OpenAI's API or to OPENAI_BASE_URL; "
+            "use HERMES_API_KEY or --api-key for this endpoint"
+        )
+    return None, None, "; ".join(notes) or None
+
+
+def _openai_key(env: Mapping[str, str]) -> str:
+    return _checked("provider.api_key", env["OPENAI_API_KEY"], "OPENAI_API_KEY")
+
+
+def _openai_endpoint(base_url: str, env: Mapping[str, str]) -> bool:
+    """Whether OPENAI_API_KEY may go to `base_url`: the endpoint OPENAI_BASE_URL (or
+    OPENAI_API_BASE) names, or, with neither set, OpenAI's own API over https."""
+    named = next((env[name] for name in _OPENAI_BASE if env.get(name)), None)
+    if named is not None:
+        return _same_endpoint(base_url, named)
+    parts = urlsplit(base_url.strip())
+    return parts.scheme == "https" and (parts.hostname or "") == OPENAI_HOST
+
+
+def _same_endpoint(one: str, other: str) -> bool:
+    """Whether two base URLs name the same endpoint (with or without /v1, a trailing /)."""
+    return _endpoint(one) == _endpoint(other)
+
+
+def _endpoint(url: str) -> tuple[str, str, int | None, str]:
+    """A base URL reduced to what identifies an endpoint: scheme, host, port, path."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/chat/completions"):
+        url = url[: -len("/chat/completions")]
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    path = parts.path.rstrip("/") or "/v1"
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or default, path
+
+
+def same_endpoint(one: str, other: str) -> bool:
+    """Whether two base URLs name the same endpoint (with or without /v1, a trailing /)."""
+    return _same_endpoint(one, other)
+
+
+def _provider_key(
+    name: str, entry: Mapping[str, Any], env: Mapping[str, str], source: str | None
+) -> tuple[str | None, str | None]:
+    """A named provider's key (from its environment variable, else its key file)."""
+    variable = entry.get("api_key_env")
+    if variable and env.get(variable):
+        key = f"providers.{name}.api_key_env"
+        _check_secret(env[variable], f"{variable} ({key})", key, source)
+        return env[variable], f"environment {variable} ({key})"
+    path = entry.get("api_key_file")
+    if path:
+        key = f"providers.{name}.api_key_file"
+        return _secret_file(path, key, source), f"file {path} ({key})"
+    return None, None
+
+
+def _named_fallback(config: Config, env: Mapping[str, str], source: str | None) -> Config:
+    """provider.fallback: NAME becomes that provider's endpoint, model and key."""
+    name = config.provider.fallback
+    if not isinstance(name, str):
+        return config
+    entry = config.providers.get(name)
+    if entry is None:
+        raise ConfigError(
+            f"provider.fallback in {source or 'the config'} names {name!r}, which is not "
+            f"under providers:{_suggest(name, config.providers)}",
+            "provider.fallback",
+            source,
+        )
+    key, _ = _provider_key(name, entry, env, source)
+    fallback = {k: entry[k] for k in (*_ENDPOINT_KEYS, "api_key_file") if k in entry}
+    fallback["name"] = name
+    if key is not None:
+        fallback["api_key"] = key
+    return replace(config, provider=replace(config.provider, fallback=fallback))
+
+
+_MASK = "********"
+
+
+def describe(config: Config) -> list[tuple[str, Any, str]]:
+    """Every setting in effect as (key, value, where it came from: default, file, environment,
+    flag, a named provider, the conversation), with keys and tokens masked."""
+    secrets = config.secrets
+    rows: list[tuple[str, Any, str]] = []
+    if config.provider.name is not None:
+        rows.append(("provider.name", config.provider.name, config.origins["provider.name"]))
+    for section, keys in _TYPES.items():
+        part = getattr(config, section)
+        for key in keys:
+            name = f"{section}.{key}"
+            value = getattr(part, key)
+            rows.append((name, _masked(name, value, secrets), _origin(config, name, value)))
+    for name in _TOP_LEVEL:
+        value = getattr(config, name)
+        rows.append((name, _masked(name, value, secrets), _origin(config, name, value)))
+    return rows
+
+
+def _masked(name: str, value: Any, secrets: tuple[str, ...]) -> Any:
+    """A setting's value as JSON can show it: keys and tokens masked, URL passwords too."""
+    if name in _SECRETS:
+        return _MASK if value else None
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {
+            str(k): _MASK if k == "api_key" and v else _masked(f"{name}.{k}", v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_masked(name, item, secrets) for item in value]
+    return value
+
+
+def _origin(config: Config, name: str, value: Any) -> str:
+    origin = config.origins.get(name)
+    if origin is not None:
+        return origin
+    if name == "telegram.token" and value and config.telegram.token_file:
+        return f"file {config.telegram.token_file} (telegram.token_file)"
+    return "default"
 
 
 def _read_file(file: Path, named: bool) -> dict | None:
@@ -433,6 +740,14 @@ def _checked(name: str, value: Any, source: str) -> Any:
         return _mapping(name, value, want, source)
     if isinstance(want, _ByChat):
         return _by_chat(name, value, want, source)
+    if isinstance(want, _ByName):
+        return _by_name(name, value, want, source)
+    if isinstance(want, _NameOr):
+        if isinstance(value, str):
+            if not value.strip():
+                raise ConfigError(f"{name} in {source} must not be empty", name, source)
+            return value
+        return _mapping(name, value, want.entry, source)
     if not _is_a(value, want):
         shown = "something else" if name in _SECRETS else repr(value)  # never a key's value
         raise ConfigError(
@@ -440,7 +755,56 @@ def _checked(name: str, value: Any, source: str) -> Any:
         )
     if isinstance(want, _ListOf):
         return tuple(value)
+    if want is dict and name.endswith("extra_body"):
+        check_body_keys(value, f"{name} in {source}", name, source)
     return _in_range(name, float(value) if want is _NUMBER else value, source)
+
+
+def check_body_keys(body: Mapping[str, Any], where: str, key: str, source: str | None) -> None:
+    """Refuse request-body keys that hermes sets itself (model, messages, stream, tools)."""
+    for reserved in RESERVED_BODY_KEYS:
+        if reserved in body:
+            hint = "use -m or provider.model" if reserved == "model" else "hermes sets it"
+            raise ConfigError(f"{where} must not set {reserved} ({hint})", key, source)
+
+
+def _by_name(name: str, value: Any, want: _ByName, source: str) -> dict:
+    """{name: {key: value}}: `providers:`, each entry with a base_url and no inline key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} in {source} must be a mapping of names", name, source)
+    checked = {}
+    for entry_name, entry in value.items():
+        if not isinstance(entry_name, str) or not entry_name.strip():
+            raise ConfigError(
+                f"{name} in {source}: {entry_name!r} is not a name (a string)", name, source
+            )
+        where = f"{name}.{entry_name}"
+        if isinstance(entry, dict) and "api_key" in entry:
+            raise ConfigError(
+                f"{where} in {source} must not hold the key itself: name a file "
+                "(api_key_file) or an environment variable (api_key_env)",
+                f"{where}.api_key",
+                source,
+            )
+        checked[entry_name] = _mapping(where, entry, want.entry, source)
+        if not checked[entry_name].get("base_url"):
+            raise ConfigError(f"{where} in {source} needs a base_url", f"{where}.base_url", source)
+        variable = checked[entry_name].get("api_key_env")
+        if variable is not None and not _ENV_NAME.match(variable):
+            raise ConfigError(
+                f"{where}.api_key_env in {source} must be the name of an environment "
+                f"variable, not {variable!r}",
+                f"{where}.api_key_env",
+                source,
+            )
+        if "extra_body" in checked[entry_name]:
+            check_body_keys(
+                checked[entry_name]["extra_body"],
+                f"{where}.extra_body in {source}",
+                f"{where}.extra_body",
+                source,
+            )
+    return checked
 
 
 def _mapping(name: str, value: Any, want: _MappingOf, source: str) -> dict:
@@ -529,7 +893,7 @@ def _suggest(word: Any, known: Mapping[str, Any]) -> str:
 def _build(flat: dict[str, Any], source: str | None) -> Config:
     sections: dict[str, Any] = {name: flat[name] for name in _TOP_LEVEL if name in flat}
     for item in fields(Config):
-        if item.name == "source" or item.name in _TOP_LEVEL:
+        if item.name in ("source", "origins") or item.name in _TOP_LEVEL:
             continue
         values = {k.split(".")[1]: v for k, v in flat.items() if k.startswith(item.name + ".")}
         sections[item.name] = item.default_factory(**values)  # type: ignore[misc]
@@ -537,12 +901,10 @@ def _build(flat: dict[str, Any], source: str | None) -> Config:
 
 
 def _secrets_from_files(config: Config, source: str | None) -> Config:
-    """Fill api_key / token from their *_file settings (how cron jobs keep secrets)."""
+    """Fill the fallback's key and the bot token from their *_file settings (how cron jobs
+    keep secrets); the API key's file is read by _route_key, when it is the key to send."""
     provider, telegram = config.provider, config.telegram
-    if not provider.api_key and provider.api_key_file:
-        key = _secret_file(provider.api_key_file, "provider.api_key_file", source)
-        provider = replace(provider, api_key=key)
-    fallback = dict(provider.fallback)
+    fallback = dict(provider.fallback) if isinstance(provider.fallback, dict) else {}
     if fallback.get("api_key_file") and not fallback.get("api_key"):
         fallback["api_key"] = _secret_file(
             fallback["api_key_file"], "provider.fallback.api_key_file", source

@@ -5,11 +5,25 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from .errors import StreamError
+
 if TYPE_CHECKING:
     from .agent import Agent, Turn
     from .storage import Store
 
 log = logging.getLogger(__name__)
+
+# A StreamError's kind -> how the turn it cut is stored (storage.ENDINGS): the model is told
+# whether the user stopped it, the connection broke or the server reported an error.
+_ENDED_BY = {
+    "interrupted": "interrupted",
+    "connection": "connection",
+    "timeout": "connection",
+    "incomplete": "connection",
+    "tls": "connection",
+    "proxy": "connection",
+    "max_turns": "max_turns",
+}
 
 
 class Conversation:
@@ -24,6 +38,9 @@ class Conversation:
         system: str | None = None,
         key: str | None = None,
         default_system: str | None = None,
+        base_url: str | None = None,
+        provider: str | None = None,
+        keep: bool = True,
     ) -> None:
         self.store = store
         self.default_system = default_system  # used while the conversation stores none
@@ -31,6 +48,9 @@ class Conversation:
         self.model = model
         self.system = system
         self.key = key
+        self.base_url = base_url  # where the conversation continues (-c), with `provider`
+        self.provider = provider
+        self.keep = keep  # False: read the history, write nothing (--no-log)
         self._pending: dict | None = None  # the user message of the turn in flight
         self._system_cleared = False
 
@@ -71,12 +91,18 @@ class Conversation:
         return agent.turn([*self.messages(), self._pending], model=model)
 
     def save(self, turn: Turn) -> None:
-        """Write the finished (or interrupted) turn in one transaction."""
-        if self.store is None or self._pending is None:
+        """Write the finished (or cut) turn in one transaction.
+
+        A request that got no answer at all (a refused key, a server that is down, an
+        interrupt before the first word) is not a turn: nothing is written.
+        """
+        pending, self._pending = self._pending, None
+        if self.store is None or pending is None or not self.keep:
             return
-        records = [self._pending, *turn.record()]
-        self._pending = None
-        interrupted = not turn.completed
+        answer = turn.record()
+        ended = None if turn.completed else _ended(turn)
+        if ended is not None and not answer:
+            return
         with self.store.transaction():
             if self.cid is None:
                 self.cid = self.store.new_conversation(
@@ -84,14 +110,27 @@ class Conversation:
                 )
             self.store.append_turn(
                 self.cid,
-                records,
+                [pending, *answer],
                 model=turn.model or self.model,
                 usage=turn.usage,
-                interrupted=interrupted,
+                ended=ended,
             )
+            if self.base_url is not None or self.provider is not None:
+                self.store.set_endpoint(
+                    self.cid, model=self.model, base_url=self.base_url, provider=self.provider
+                )
 
     def new(self) -> None:
         """Start over: the next turn begins a new conversation."""
         if self.store is not None and self.key is not None:
             self.store.reset_key(self.key)
         self.cid = None
+
+
+def _ended(turn: Turn) -> str:
+    """How a turn without a complete answer ended (a key of storage.ENDINGS)."""
+    try:
+        turn.result()
+    except StreamError as error:
+        return _ENDED_BY.get(error.kind, "error")
+    return "error"  # not completed, yet no error: treat it as cut by the server

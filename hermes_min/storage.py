@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import Config
 from .errors import HermesError, StorageError, UsageError
@@ -29,8 +30,18 @@ log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x48524D53  # "HRMS" in the file header: we never adopt another program's file
 INTERRUPTED = "[interrupted by the user]"
+# How a turn that has no complete answer ended (turns.ended), and what the model is told.
+ENDINGS = {
+    "interrupted": INTERRUPTED,
+    "connection": "[cut off: the connection to the server broke]",
+    "error": "[cut off: the server reported an error]",
+    "max_turns": "[stopped: too many rounds of tool calls]",
+}
 _NO_RESULT = "[no result: the tool was not run]"
 _NO_RESULT_INTERRUPTED = "[no result: the turn was interrupted by the user]"
+_NO_RESULT_CUT = "[no result: the turn was cut off]"
+_INDEXED = "search.indexed"  # state: the search index holds every message up to this id
+_REINDEX = "search.rebuild"  # state: a delete could not reach the index; rebuild it first
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u to misread
 _TYPOS = str.maketrans("ilo", "110")  # what Crockford says a reader means by them
 _ID_LENGTH = 10  # 50 random bits: a few typed characters are almost always a unique prefix
@@ -90,6 +101,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (message_id, position)
         )""",
         "CREATE TABLE state (name TEXT PRIMARY KEY, value)",
+    ),
+    (
+        # Where a conversation continues (-c): the endpoint and model it asked for, and the
+        # named provider, if any; conversations.model stays the model the server named.
+        "ALTER TABLE conversations ADD COLUMN base_url TEXT",
+        "ALTER TABLE conversations ADD COLUMN provider TEXT",
+        "ALTER TABLE conversations ADD COLUMN requested_model TEXT",
+        # How a turn without a complete answer ended (a key of ENDINGS); NULL when it has
+        # one, or when it was written before this column (then `interrupted` says).
+        "ALTER TABLE turns ADD COLUMN ended TEXT",
     ),
 )
 
@@ -153,6 +174,7 @@ class Store:
         self.path = Path(path).expanduser()
         self._secrets = tuple(secret for secret in secrets if secret)
         self._db: sqlite3.Connection | None = None
+        self._fts5: bool | None = None  # whether SQLite has FTS5, once asked
         self._depth = 0  # how many transaction() blocks are open
         # One thread at a time (the bot answers several chats at once): a transaction holds
         # it from BEGIN to COMMIT, so no other thread's statement lands inside it.
@@ -250,9 +272,18 @@ class Store:
         model: str | None,
         usage: dict | None = None,
         interrupted: bool = False,
+        ended: str | None = None,
     ) -> int:
-        """Record one whole turn (the user message and all that answered it); its number."""
+        """Record one whole turn (the user message and all that answered it); its number.
+
+        `ended` says how a turn without a complete answer ended (a key of ENDINGS);
+        `interrupted` alone means the user interrupted it.
+        """
         _check_turn(messages)
+        if ended is not None and ended not in ENDINGS:
+            raise ValueError(f"a turn ends in one of {', '.join(ENDINGS)}, not {ended!r}")
+        if interrupted and ended is None:
+            ended = "interrupted"
         # A server may echo the key anywhere it likes, the model's name included.
         model = self._scrub(model)
         usage_text = self._scrub(json.dumps(usage)) if usage else None
@@ -263,9 +294,10 @@ class Store:
             )
             now = _now()
             self._sql(
-                "INSERT INTO turns (conversation_id, number, started, model, interrupted, usage)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (cid, number, now, model, int(interrupted), usage_text),
+                "INSERT INTO turns"
+                " (conversation_id, number, started, model, interrupted, usage, ended)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, number, now, model, int(ended is not None), usage_text, ended),
             )
             for position, message in enumerate(messages):
                 self._insert_message(cid, number, position, message)
@@ -283,24 +315,181 @@ class Store:
         with self._snapshot():
             system = self._require(cid)["system"]
             flags = self._rows(
-                "SELECT number, interrupted FROM turns WHERE conversation_id = ?", (cid,)
+                "SELECT number, interrupted, ended FROM turns WHERE conversation_id = ?", (cid,)
             )
-            interrupted = dict(flags)
+            endings = {row["number"]: _ending(row) for row in flags}
             stored = self._stored_messages(cid)
         sendable = [{"role": "system", "content": system}] if system else []
         for number, turn in stored.items():
-            sendable.extend(_sendable(turn, bool(interrupted[number])))
+            sendable.extend(_sendable(turn, endings[number]))
         return sendable
+
+    def set_endpoint(
+        self, cid: str, *, model: str | None, base_url: str | None, provider: str | None
+    ) -> None:
+        """Where the conversation continues: the model asked for, the endpoint, the provider."""
+        with self.transaction():
+            self._require(cid)
+            self._sql(
+                "UPDATE conversations SET requested_model = ?, base_url = ?, provider = ?"
+                " WHERE id = ?",
+                (self._scrub(model), _valid(_public(base_url)), _valid(provider), cid),
+            )
+
+    def endpoint(self, cid: str) -> dict:
+        """{model, base_url, provider} the conversation continues on (None: not recorded)."""
+        row = self._require(cid)
+        return {
+            "model": row["requested_model"] or row["model"],
+            "base_url": row["base_url"],
+            "provider": row["provider"],
+        }
+
+    def delete_conversation(self, cid: str) -> None:
+        """Delete the conversation with every turn, message and tool call, in one transaction.
+
+        The freed pages are overwritten (secure_delete) and the write-ahead log emptied where
+        no reader holds it: a conversation is deleted because of what it says.
+        """
+        self._sql("PRAGMA secure_delete = ON")
+        with self.transaction():
+            self._require(cid)
+            self._unindex(cid)
+            self._sql(
+                "DELETE FROM tool_calls WHERE message_id IN"
+                " (SELECT id FROM messages WHERE conversation_id = ?)",
+                (cid,),
+            )
+            for table, column in (
+                ("messages", "conversation_id"),
+                ("turns", "conversation_id"),
+                ("keys", "conversation_id"),
+                ("conversations", "id"),
+            ):
+                self._sql(f"DELETE FROM {table} WHERE {column} = ?", (cid,))
+            # New messages may now reuse the freed ids: the index must not think them indexed.
+            (top,) = self._one("SELECT coalesce(max(id), 0) FROM messages")
+            if self.get_state(_INDEXED, 0) > top:
+                self.set_state(_INDEXED, top)
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.Error as exc:  # another reader holds it: the next one empties it
+                    log.debug("wal_checkpoint failed: %s", exc)
 
     # -- history ---------------------------------------------------------------------------
 
-    def list_conversations(self, limit: int = 20, include_keyed: bool = True) -> list[dict]:
-        """The most recently updated conversations first, for `hermes history`."""
+    def list_conversations(
+        self,
+        limit: int = 20,
+        include_keyed: bool = True,
+        *,
+        query: str | None = None,
+        model: str | None = None,
+    ) -> list[dict]:
+        """The most recently updated conversations first, for `hermes history`: only those
+        whose messages hold every word of `query`, and that used `model`, when given."""
+        where, params = ["(? OR c.key IS NULL)"], [include_keyed]
+        if model is not None:
+            where.append(
+                "(c.model = ? OR c.requested_model = ? OR EXISTS (SELECT 1 FROM turns t"
+                " WHERE t.conversation_id = c.id AND t.model = ?))"
+            )
+            params += [model, model, model]
+        if query is not None:
+            clauses, words = self._search(query)
+            where += clauses
+            params += words
         rows = self._rows(
-            _SUMMARY + " WHERE ? OR c.key IS NULL ORDER BY c.updated DESC, c.rowid DESC LIMIT ?",
-            (include_keyed, limit),
+            f"{_SUMMARY} WHERE {' AND '.join(where)}"
+            " ORDER BY c.updated DESC, c.rowid DESC LIMIT ?",
+            (*params, limit),
         )
         return [_summary(row) for row in rows]
+
+    def _search(self, query: str) -> tuple[list[str], list[str]]:
+        """SQL conditions (and their parameters) for conversations holding every word:
+        through the FTS5 index where this SQLite has FTS5, else by scanning the messages."""
+        words = [_valid(word) or "" for word in query.split()]
+        if not words:
+            return ["0"], []  # nothing to look for finds nothing
+        terms = [word for word in words if any(char.isalnum() for char in word)]
+        if terms and len(terms) == len(words) and self._fts_ready():
+            match = (
+                "c.id IN (SELECT m.conversation_id FROM search_index s"
+                " JOIN messages m ON m.id = s.rowid WHERE search_index MATCH ?)"
+            )
+            # Each word a quoted phrase (no FTS5 syntax from the user), matched as a prefix.
+            return [match] * len(terms), ['"' + t.replace('"', '""') + '"*' for t in terms]
+        scan = (
+            "EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
+            " AND m.content LIKE ? ESCAPE '\\')"
+        )
+        like = [
+            "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for w in words
+        ]
+        return [scan] * len(words), like
+
+    def _fts_ready(self) -> bool:
+        """Bring the search index up to date; False when it cannot be used (no FTS5)."""
+        if not self._has_fts5():
+            return False
+        try:
+            with self.transaction():
+                self._sql(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS search_index"
+                    " USING fts5(content, content='messages', content_rowid='id')"
+                )
+                (top,) = self._one("SELECT coalesce(max(id), 0) FROM messages")
+                if self.get_state(_REINDEX):
+                    self._sql("INSERT INTO search_index (search_index) VALUES ('rebuild')")
+                    self._sql("DELETE FROM state WHERE name = ?", (_REINDEX,))
+                else:
+                    self._sql(
+                        "INSERT INTO search_index (rowid, content)"
+                        " SELECT id, content FROM messages WHERE id > ?",
+                        (self.get_state(_INDEXED, 0),),
+                    )
+                self.set_state(_INDEXED, top)
+        except StorageError as error:  # read-only, or busy: the plain scan still answers
+            log.info("searching without the index: %s", error)
+            return False
+        return True
+
+    def _has_fts5(self) -> bool:
+        """Whether this interpreter's SQLite has FTS5 (asked of a scratch in-memory database)."""
+        if self._fts5 is None:
+            probe = sqlite3.connect(":memory:")
+            try:
+                probe.execute("CREATE VIRTUAL TABLE probe USING fts5(text)")
+                self._fts5 = True
+            except sqlite3.Error:
+                self._fts5 = False
+            finally:
+                probe.close()
+        return self._fts5
+
+    def _unindex(self, cid: str) -> None:
+        """Take the conversation's messages out of the search index (inside a transaction).
+
+        The index lists every message up to the state's id; an SQLite without FTS5 cannot
+        touch it, so it is marked for rebuilding by the next search that can.
+        """
+        indexed = self._rows(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'search_index'"
+        )
+        if not indexed:
+            return
+        if not self._has_fts5():
+            self.set_state(_REINDEX, 1)
+            return
+        self._sql(
+            "INSERT INTO search_index (search_index, rowid, content)"
+            " SELECT 'delete', id, content FROM messages WHERE conversation_id = ? AND id <= ?",
+            (cid, self.get_state(_INDEXED, 0)),
+        )
 
     def conversation(self, cid: str) -> dict:
         """One conversation with every turn as stored, for `hermes history ID`."""
@@ -539,6 +728,19 @@ def _valid(text: str | None) -> str | None:
     return _SURROGATES.sub("\ufffd", text)
 
 
+def _public(url: str | None) -> str | None:
+    """A base URL without what may hold a secret (user:password@, a query, a fragment).
+
+    A conversation continues at the same scheme, host, port and path; the configured URL,
+    credentials and all, is used when it names that endpoint (config.load_config).
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _create_private(path: Path) -> None:
     """Missing parent directories (0700) and the file (0600): it holds people's conversations."""
     try:
@@ -642,13 +844,23 @@ def _tool_call(row: sqlite3.Row) -> dict:
     return {"id": row["call_id"], "type": "function", "function": function}
 
 
-def _sendable(stored: list[dict], interrupted: bool) -> list[dict]:
-    """One turn as a valid sequence: every tool call answered, an interruption said so.
+def _ending(row: sqlite3.Row) -> str | None:
+    """How a stored turn ended: a key of ENDINGS, or None for a complete answer."""
+    if row["ended"] in ENDINGS:
+        return row["ended"]
+    return "interrupted" if row["interrupted"] else None  # written before `ended` existed
+
+
+def _sendable(stored: list[dict], ended: str | None) -> list[dict]:
+    """One turn as a valid sequence: every tool call answered, an incomplete end said so.
 
     A call with no result gets a result that says so, rather than being dropped: the model
     learns it asked and got nothing, and the assistant message keeps a reason to exist.
     """
-    note = _NO_RESULT_INTERRUPTED if interrupted else _NO_RESULT
+    if ended is None:
+        note = _NO_RESULT
+    else:
+        note = _NO_RESULT_INTERRUPTED if ended == "interrupted" else _NO_RESULT_CUT
     sendable: list[dict] = []
     unanswered: list[str] = []
     for message in stored:
@@ -660,8 +872,8 @@ def _sendable(stored: list[dict], interrupted: bool) -> list[dict]:
             unanswered = [call["id"] for call in message.get("tool_calls", ())]
         sendable.append(message)
     sendable.extend(_no_results(unanswered, note))
-    if interrupted:
-        _say_interrupted(sendable)
+    if ended is not None:
+        _say_ended(sendable, ENDINGS[ended])
     return sendable
 
 
@@ -669,13 +881,13 @@ def _no_results(call_ids: list[str], note: str) -> list[dict]:
     return [{"role": "tool", "tool_call_id": call_id, "content": note} for call_id in call_ids]
 
 
-def _say_interrupted(sendable: list[dict]) -> None:
-    """End an interrupted turn with assistant text that says so (the partial text, if any)."""
+def _say_ended(sendable: list[dict], note: str) -> None:
+    """End an incomplete turn with assistant text that says how (after the partial text)."""
     last = sendable[-1]
     if last["role"] == "assistant" and not last.get("tool_calls"):
-        last["content"] = f"{last['content']}\n\n{INTERRUPTED}" if last["content"] else INTERRUPTED
+        last["content"] = f"{last['content']}\n\n{note}" if last["content"] else note
     else:
-        sendable.append({"role": "assistant", "content": INTERRUPTED})
+        sendable.append({"role": "assistant", "content": note})
 
 
 def _title(text: str | None) -> str:
@@ -700,6 +912,7 @@ def _turn(row: sqlite3.Row, messages: list[dict]) -> dict:
         "number": row["number"],
         "started": row["started"],
         "interrupted": bool(row["interrupted"]),
+        "ended": _ending(row),
         "model": row["model"],
         "usage": json.loads(row["usage"]) if row["usage"] else None,
         "messages": messages,

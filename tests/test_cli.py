@@ -113,7 +113,9 @@ def test_json_prints_only_the_final_message(server, capsys):
     )
     code, out, err = run(capsys, "--base-url", server.url, "-m", "m", "--json", "q")
     assert code == 0 and err == ""
-    assert json.loads(out) == {
+    body = json.loads(out)
+    assert isinstance(body.pop("conversation_id"), str)  # #12: where the turn was stored
+    assert body == {
         "content": "hi",
         "reasoning": "",
         "finish_reason": "tool_calls",

@@ -29,7 +29,7 @@ def test_file_then_environment_then_flags(tmp_path):
     env = {
         "OPENAI_BASE_URL": "http://openai-env/v1",
         "HERMES_BASE_URL": "http://hermes-env/v1",
-        "OPENAI_API_KEY": "env-key",
+        "HERMES_API_KEY": "env-key",  # OPENAI_API_KEY would not go to http://hermes-env (#12)
     }
     config = load_config(path, env=env, overrides={"provider.model": "flag-model"})
     assert config.provider.base_url == "http://hermes-env/v1"

@@ -277,6 +277,7 @@ def test_a_length_cut_is_in_json_without_a_stderr_line(server, capsys):
 # ------------------------------------------------------------------ --json on every path
 
 KEYS = {"content", "reasoning", "tool_calls", "finish_reason", "usage", "model", "error"}
+KEYS |= {"conversation_id"}  # #12: --json names the conversation (null: none stored)
 
 
 def test_json_when_model_discovery_cannot_connect(capsys):

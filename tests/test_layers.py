@@ -30,6 +30,8 @@ LAZY = {
     "loads no requests",
     ("hermes_min.cli.dispatch", "hermes_min.cli.repl"): "start-up: only `hermes chat` "
     "loads the REPL",
+    ("hermes_min.cli.dispatch", "hermes_min.cli.setup"): "start-up: only `hermes config` "
+    "loads the template and the settings table",
     ("hermes_min.cli.parser", "hermes_min._bundled"): "exists only inside hermes.pyz",
     ("hermes_min.cli.repl", "readline"): "not on every platform, and only for a terminal",
     ("hermes_min.cli.telegram", "hermes_min.telegram.streamer"): "start-up: a quiet "

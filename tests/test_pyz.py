@@ -234,6 +234,15 @@ def test_streams_an_answer_over_http(pyz, world, server, python):
     assert checkout(world, *args) == (0, "Hello from the pyz\n", "")
 
 
+@pytest.mark.parametrize("python", PYTHONS)
+def test_config_init_writes_the_template_from_inside_the_archive(pyz, world, python):
+    """#12: the documented config travels in the archive; config init reads it from there."""
+    code, _, err = hermes(pyz, world, "config", "init", python=python)
+    written = Path(world["XDG_CONFIG_HOME"]) / "hermes" / "config.yaml"
+    assert code == 0 and str(written) in err
+    assert written.read_bytes() == (ROOT / "config.yaml").read_bytes()
+
+
 def test_models_subcommand(pyz, world, server):
     server.reply(
         Reply(

@@ -217,6 +217,8 @@ def build(out: Path, python_version: str) -> Path:
             stage / f"requests-{versions['requests']}.dist-info" / "licenses",
         )
         copy_package(stage)
+        if not (stage / PACKAGE / "config_template.yaml").is_file():  # `hermes config init`
+            raise BuildError(f"{PACKAGE}/config_template.yaml is missing from the checkout")
         (stage / "certifi" / "core.py").write_text(CERTIFI_CORE, encoding="utf-8")
         (stage / PACKAGE / "_bundled.py").write_text(bundled_module(versions), encoding="utf-8")
         (stage / "__main__.py").write_text(MAIN, encoding="utf-8")

@@ -29,7 +29,8 @@ from .console import (
     stdout_problem,
 )
 from .repl import chat
-from .settings import conversation, load, opened_store
+from .settings import conversation, load, opened_store, resumed
+from .usage import Clock, usage_line
 
 _Running = Union[Stream, Turn]
 
@@ -42,13 +43,16 @@ def ask(args: argparse.Namespace) -> int:
         if not getattr(args, "json", False):
             raise
         # --json keeps its contract on every path: the same object, plus `error`.
-        print_json({**Message().to_dict(), "error": error.to_dict()})
+        print_json({**_EMPTY, "error": error.to_dict()})
         return error.exit_code
     except KeyboardInterrupt as signal_:  # before anything streamed (model discovery)
         if not getattr(args, "json", False):
             raise
-        print_json({**Message().to_dict(), "error": _interrupted()})
+        print_json({**_EMPTY, "error": _interrupted()})
         return EXIT_SIGTERM if isinstance(signal_, Terminated) else EXIT_SIGINT
+
+
+_EMPTY = {**Message().to_dict(), "conversation_id": None}
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -58,14 +62,17 @@ def _ask(args: argparse.Namespace) -> int:
             return chat(args, config)  # `hermes` alone on a terminal: a conversation
     text = prompt(args)
     args.system = _valid_text(args.system)
-    streaming = config.streaming.enabled and not args.no_stream
     report = _Report(args)
-    with assemble.chat_client(config, streaming) as model_client, _Recorder(args.record) as record:
-        model_client.resolve_model()
-        agent = assemble.agent(config, model_client, args.tool, streaming)
-        agent.record = record.file
-        with opened_store(config, args) as store:
-            talk = conversation(store, args, model_client.model)
+    report.has_conversation = True
+    with opened_store(config, args) as store, _Recorder(args.record) as record:
+        config, cid = resumed(args, config, store)
+        streaming = config.streaming.enabled and not args.no_stream
+        with assemble.chat_client(config, streaming) as model_client:
+            model_client.resolve_model()
+            agent = assemble.agent(config, model_client, args.tool, streaming)
+            agent.record = record.file
+            talk = conversation(store, args, cid, model_client, config)
+            report.clock = Clock()
             turn = talk.ask(agent, text)
             try:
                 _show(turn, args, config.terminal.mode, report)
@@ -80,6 +87,13 @@ def _save(talk: Conversation, turn: Turn, report: _Report) -> None:
         talk.save(turn)
     except StorageError as error:
         report.fail(error, EXIT_ERROR)
+    finally:
+        report.conversation_id = talk.cid
+        report.totals = turn.usage
+        # The last response's usage holds the details (cached, reasoning tokens); the
+        # turn's sum has only the totals, so the details are the turn's when it was one.
+        rounds = sum(1 for message in turn.new_messages if message.get("role") == "assistant")
+        report.single_response = rounds <= 1
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -158,9 +172,12 @@ class _FileResponse:
 def _show(stream: _Running, args: argparse.Namespace, mode: str, report: _Report) -> None:
     """Run a stream into the chosen output; what it ended with goes into `report`."""
     output = _Output(args, mode)
+    clock = report.clock
     with stream:
         try:
             for event in stream:
+                if clock is not None:
+                    clock.saw(event)
                 output.handle(event)  # after a failed write, the stream is still drained
         except KeyboardInterrupt as signal_:
             stream.interrupt()  # the final event follows at once (or, bounded, is made up)
@@ -189,6 +206,12 @@ class _Report:
         self.lines: list[str] = []
         self.code = EXIT_OK
         self.quiet = False  # the reader of stdout went away: nothing more is said
+        self.usage = bool(getattr(args, "usage", False))  # -u
+        self.clock: Clock | None = None  # set when the answer is asked for
+        self.totals: dict | None = None  # the turn's token counts, summed over its responses
+        self.single_response = True
+        self.conversation_id: str | None = None
+        self.has_conversation = False  # --json of a prompt names its conversation
 
     def ended(self, stream: Answer, code: int, *, interrupted: bool = False) -> None:
         """Take the stream's end: its message, or its error and what arrived before it."""
@@ -205,7 +228,8 @@ class _Report:
         if self.message.finish_reason == "length":
             self.lines.append(
                 "the answer was cut off at the server's length limit (finish_reason: "
-                "length); a larger max_tokens in provider.extra_body allows a longer one"
+                "length); a larger max_tokens (-o max_tokens N, or provider.extra_body) "
+                "allows a longer one"
             )
 
     def fail(
@@ -222,8 +246,13 @@ class _Report:
         """Say it (once) and return the exit code."""
         if self.quiet:
             return self.code
+        if self.usage and self.clock is not None:
+            detail = self.message.usage if self.single_response else None
+            say(usage_line(self.totals or self.message.usage, detail, self.clock))
         if self.json:
             body = self.message.to_dict()
+            if self.has_conversation:
+                body["conversation_id"] = self.conversation_id
             print_json({**body, "error": self.error} if self.error else body)
         else:
             for line in self.lines:

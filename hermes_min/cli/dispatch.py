@@ -25,7 +25,7 @@ from .console import (
     stdout_problem,
     valid_text,
 )
-from .parser import SUBCOMMANDS, parser_for
+from .parser import parser_for, split
 
 _Handler = Union[Callable[[int, Optional[FrameType]], object], int, None]
 
@@ -61,6 +61,14 @@ def _run(argv: list[str], stdout: GuardedStdout) -> int:
         return EXIT_SIGTERM
     except KeyboardInterrupt:
         return EXIT_SIGINT
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _DEPENDENCIES:
+            raise  # a module of our own is missing: a broken install, worth a traceback
+        say(
+            f"hermes needs the Python packages requests and PyYAML ({error.name} is missing): "
+            "pip install requests PyYAML, or run hermes.pyz, which bundles them"
+        )
+        return EXIT_ERROR
     except (OSError, ValueError) as error:
         if not stdout.raised(error):
             raise  # not stdout's failure: a bug, and its traceback is worth seeing
@@ -86,13 +94,17 @@ def _settled(stdout: GuardedStdout, code: int) -> int:
     return EXIT_ERROR
 
 
+# What `pip install requests PyYAML` brings; a host without them gets one line, not a traceback.
+_DEPENDENCIES = frozenset({"requests", "urllib3", "idna", "certifi", "charset_normalizer", "yaml"})
+
+
 def _dispatch(argv: list[str]) -> int:
     """Parse the arguments and run the command they name."""
-    if argv and argv[0] in SUBCOMMANDS:
-        command, rest = argv[0], argv[1:]
-    else:
-        command, rest = "ask", argv
-    args = _valid_text(parser_for(command).parse_args(rest))
+    command, rest = split(argv)
+    parser = parser_for(command)
+    # A prompt's words may sit on both sides of an option: hermes why -m gpt-4o is the sky blue
+    parsed = parser.parse_intermixed_args(rest) if command == "ask" else parser.parse_args(rest)
+    args = _valid_text(parsed)
     _setup_logging(getattr(args, "verbose", False))
     return _command(command)(args)
 
@@ -109,8 +121,17 @@ def _valid_text(args: argparse.Namespace) -> argparse.Namespace:
         if isinstance(value, str):
             setattr(args, name, valid_text(value))
         elif isinstance(value, list):
-            setattr(args, name, [valid_text(v) if isinstance(v, str) else v for v in value])
+            setattr(args, name, [_valid_item(v) for v in value])
     return args
+
+
+def _valid_item(value: object) -> object:
+    """A list item made valid Unicode: a string, or a list of them (-o KEY VALUE)."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid_item(v) for v in value]
+    return value
 
 
 def _command(command: str) -> Callable[[argparse.Namespace], int]:
@@ -124,6 +145,10 @@ def _command(command: str) -> Callable[[argparse.Namespace], int]:
         from . import history
 
         return history.history
+    if command == "config":
+        from . import setup
+
+        return setup.config
     if command == "chat":
         from . import repl
 

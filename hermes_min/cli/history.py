@@ -1,4 +1,5 @@
-"""`hermes history [ID]`: the stored conversations, listed or one shown turn by turn."""
+"""`hermes history [ID | rm ID]`: the stored conversations, listed (or searched), one shown
+turn by turn, or one deleted."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import argparse
 import sys
 from typing import Callable
 
-from ..storage import open_store
+from ..errors import UsageError
+from ..storage import ENDINGS, open_store
 from ..visible import printable
-from .console import EXIT_OK, isatty, print_json
+from .console import EXIT_OK, isatty, print_json, say
 from .settings import load
 
 
 def history(args: argparse.Namespace) -> int:
-    """List the stored conversations, or show one."""
+    """List (or search) the stored conversations, show one, or delete one."""
+    action, cid = _action(args.words)
     config = load(args)
     store = open_store(config, required=True)
     assert store is not None  # required: a failure raised
@@ -21,11 +24,16 @@ def history(args: argparse.Namespace) -> int:
     # obeyed; into a pipe (and as JSON) it stays exactly as stored.
     show = printable if isatty(sys.stdout) else _as_it_is
     with store:
-        if args.id:
-            record = store.conversation(store.resolve(args.id))
+        if action == "rm":
+            resolved = store.resolve(cid)
+            store.delete_conversation(resolved)
+            say(f"deleted conversation {resolved}")
+            return EXIT_OK
+        if action == "show":
+            record = store.conversation(store.resolve(cid))
             print_json(record) if args.json else _print_conversation(record, show)
             return EXIT_OK
-        listed = store.list_conversations(limit=args.n)
+        listed = store.list_conversations(limit=args.n, query=args.query, model=args.model)
     if args.json:
         print_json(listed)
         return EXIT_OK
@@ -40,6 +48,24 @@ def history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _action(words: list[str]) -> tuple[str, str]:
+    """("list", ""), ("show", ID) or ("rm", ID) from the words after `history`."""
+    if not words:
+        return "list", ""
+    if words[0] == "rm":
+        if len(words) != 2 or not words[1].strip():
+            raise UsageError("hermes history rm takes one conversation id (see hermes history -h)")
+        return "rm", words[1]
+    if len(words) > 1:
+        raise UsageError(
+            f"hermes history takes one conversation id, not {len(words)} words "
+            "(rm ID deletes one; see hermes history -h)"
+        )
+    if not words[0].strip():
+        raise UsageError("the conversation id is empty (see hermes history -h)")
+    return "show", words[0]
+
+
 def _as_it_is(text: str) -> str:
     return text
 
@@ -50,7 +76,8 @@ def _print_conversation(record: dict, show: Callable[[str], str]) -> None:
     if record.get("system"):
         print(show(f"system: {record['system']}"))
     for turn in record.get("turns", []):
-        note = "  (interrupted)" if turn.get("interrupted") else ""
+        ended = turn.get("ended")
+        note = f"  {ENDINGS[ended]}" if ended in ENDINGS else ""
         print(f"\n--- turn {turn.get('number')}{note}")
         for message in turn.get("messages", []):
             print(show(_message_line(message)))

@@ -20,7 +20,8 @@ from ..storage import default_path
 from ..transports.terminal import TerminalPrinter
 from ..visible import printable
 from .console import isatty, valid_text
-from .settings import conversation, load, opened_store
+from .settings import conversation, load, opened_store, resumed
+from .usage import Clock, usage_line
 
 HELP = """\
 /new            start a new conversation
@@ -36,28 +37,38 @@ Ctrl-C stops an answer; at an empty prompt, press it twice to leave."""
 def chat(args: argparse.Namespace, config: Config | None = None) -> int:
     """`hermes chat`: a conversation in the terminal."""
     config = config or load(args)
-    with assemble.chat_client(config) as model_client, opened_store(config, args) as store:
-        model_client.resolve_model()
-        talk = conversation(store, args, model_client.model)
-        history = Path(config.storage.path or default_path()).with_name("chat_history")
-        # One agent for the session: /model changes client.model, which it shares.
-        agent = assemble.agent(config, model_client, args.tool)
-        repl = Repl(
-            client=model_client,
-            conversation=talk,
-            agent_for=lambda: agent,
-            stdin=_tolerant(sys.stdin),
-            stdout=sys.stdout,
-            stderr=sys.stderr,
-            history_file=history,
-            mode=config.terminal.mode,
-            show_reasoning=args.show_reasoning,
-        )
-        try:
-            return repl.run()
-        finally:
-            if agent.fallback is not None:
-                agent.fallback.close()
+    with opened_store(config, args) as store:
+        config, cid = resumed(args, config, store)
+        with assemble.chat_client(config) as model_client:
+            model_client.resolve_model()
+            talk = conversation(store, args, cid, model_client, config)
+            return _talk(args, config, model_client, talk)
+
+
+def _talk(
+    args: argparse.Namespace, config: Config, model_client: ChatClient, talk: Conversation
+) -> int:
+    """The REPL over one client and conversation, until the user leaves."""
+    history = Path(config.storage.path or default_path()).with_name("chat_history")
+    # One agent for the session: /model changes client.model, which it shares.
+    agent = assemble.agent(config, model_client, args.tool)
+    repl = Repl(
+        client=model_client,
+        conversation=talk,
+        agent_for=lambda: agent,
+        stdin=_tolerant(sys.stdin),
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        history_file=history,
+        mode=config.terminal.mode,
+        show_reasoning=args.show_reasoning,
+        usage=getattr(args, "usage", False),
+    )
+    try:
+        return repl.run()
+    finally:
+        if agent.fallback is not None:
+            agent.fallback.close()
 
 
 def _tolerant(stdin: TextIO) -> TextIO:
@@ -84,6 +95,7 @@ class Repl:
         history_file: Path | None = None,
         mode: str = "auto",
         show_reasoning: bool = False,
+        usage: bool = False,
     ) -> None:
         self.client, self.conversation, self.agent_for = client, conversation, agent_for
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
@@ -93,6 +105,7 @@ class Repl:
         self._visible_out, self._visible_err = isatty(stdout), isatty(stderr)
         self.history_file = history_file
         self.mode, self.show_reasoning = mode, show_reasoning
+        self.usage = usage  # -u: a line after each answer
         self._armed = False  # Ctrl-C was pressed once at an empty prompt
         self._readline: ModuleType | None = None
 
@@ -166,6 +179,7 @@ class Repl:
             return False
 
     def _ask(self, text: str) -> None:
+        clock = Clock()
         turn = self.conversation.ask(self.agent_for(), text)
         printer = TerminalPrinter(
             self.stdout, self.stderr, mode=self.mode, show_reasoning=self.show_reasoning
@@ -174,6 +188,7 @@ class Repl:
         try:
             with turn:
                 for event in turn:
+                    clock.saw(event)
                     printer.handle(event)
         except KeyboardInterrupt as signal_:
             turn.interrupt()
@@ -183,7 +198,7 @@ class Repl:
             stopped = error
         finally:
             failed = self._settle(
-                turn, printer, report=not isinstance(stopped, (OSError, ValueError))
+                turn, printer, clock, report=not isinstance(stopped, (OSError, ValueError))
             )
         if stopped is not None:
             raise stopped
@@ -191,13 +206,15 @@ class Repl:
             raise failed
 
     def _settle(
-        self, turn: Turn, printer: TerminalPrinter, *, report: bool
+        self, turn: Turn, printer: TerminalPrinter, clock: Clock, *, report: bool
     ) -> BaseException | None:
         """Show how the turn ended and save it; neither another Ctrl-C nor an output that
         fails (stdout closed or full) can skip the save. The output's error, if any."""
         steps = [lambda: turn.join(2.0), printer.close]
         if report:
             steps.append(lambda: self._report(turn))
+            if self.usage:
+                steps.append(lambda: self._usage(turn, clock))
         failed = None
         for step in steps:
             try:
@@ -220,6 +237,16 @@ class Repl:
             turn.result()
         except StreamError as error:
             self._say("(interrupted)" if error.kind == "interrupted" else f"hermes: {error}")
+
+    def _usage(self, turn: Turn, clock: Clock) -> None:
+        """-u: the answer's tokens and speed (details only for a one-response turn)."""
+        try:
+            message = turn.result()
+        except StreamError as error:
+            message = error.partial
+        rounds = sum(1 for m in turn.new_messages if m.get("role") == "assistant")
+        last = message.usage if message is not None and rounds <= 1 else None
+        self._say(f"hermes: {usage_line(turn.usage or last, last, clock)}")
 
     def _command(self, line: str) -> str | None:
         name, _, rest = line.partition(" ")
