@@ -320,13 +320,21 @@ class Turn:
         )
 
     def _add_usage(self, usage: dict | None) -> None:
-        if not usage:
-            return
-        total = dict(self.usage or {})
-        for key, value in usage.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-        self.usage = total
+        if usage:
+            self.usage = _summed(self.usage or {}, usage)
+
+
+def _summed(total: dict, more: dict, depth: int = 0) -> dict:
+    """Usage counts added up, nested ones too (prompt_tokens_details.cached_tokens, ...)."""
+    out = dict(total)
+    for key, value in more.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            before = out.get(key, 0)
+            out[key] = (before if isinstance(before, (int, float)) else 0) + value
+        elif isinstance(value, dict) and depth < 2:  # servers nest one level; bounded anyway
+            before = out.get(key)
+            out[key] = _summed(before if isinstance(before, dict) else {}, value, depth + 1)
+    return out
 
 
 def _assistant(message: Message) -> dict:

@@ -278,3 +278,20 @@ def test_a_lone_closing_tag_moves_the_start_to_reasoning(server):
     turn, _ = run(agent_for(server, tools=[]))
     message = turn.result()
     assert (message.content, message.reasoning) == ("Go left.", "weighing options")
+
+
+def test_usage_adds_up_over_tool_rounds_nested_counts_too(server):
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
+    first = calls_reply(("c1", "weather", '{"city": "Paris"}'))
+    first.parts.insert(-1, sse({"choices": [], "usage": usage}, done=False))
+    server.reply(first, Reply(parts=answer("Sunny.", usage=usage)))
+    turn = agent_for(server).turn(USER)
+    turn.result()
+    assert turn.usage["prompt_tokens"] == 20
+    assert turn.usage["prompt_tokens_details"] == {"cached_tokens": 8}
+    assert turn.usage["completion_tokens_details"] == {"reasoning_tokens": 2}
