@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .config import RESERVED_BODY_KEYS
-from .connection import HttpSession, HttpSettings, SocketSlot
+from .connection import Deadline, HttpSession, HttpSettings, SocketSlot
 from .errors import ConfigError, NetworkError, StreamError
 from .events import Failed
 from .message import Message
@@ -151,7 +151,7 @@ class ChatClient:
         """The endpoint's models (`GET /models`), as the server describes them."""
         url = self.base_url + "/models"
         slot = slot or SocketSlot()
-        with _Deadline(self.total_timeout, slot) as deadline:
+        with Deadline(self.total_timeout, slot) as deadline:
             try:
                 response = self._http.request("GET", url, headers=self._headers(False), slot=slot)
                 body, _ = self._http.read_body(response, _BODY_LIMIT)
@@ -370,33 +370,6 @@ class ChatClient:
         # a list longer than any real server's is cut: memory stays bounded.
         kept = models[:_MAX_MODELS]
         return [m if isinstance(m, dict) else {"id": m} for m in kept if isinstance(m, (dict, str))]
-
-
-class _Deadline:
-    """Shuts `slot`'s socket after `seconds` (None: never); a context manager."""
-
-    def __init__(self, seconds: float | None, slot: SocketSlot) -> None:
-        self.expired = False
-        self._slot = slot
-        self._timer = threading.Timer(seconds, self._expire) if seconds else None
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _expire(self) -> None:
-        self.expired = True
-        self._slot.abort()
-
-    def close(self) -> None:
-        """Stop the timer; safe to call twice."""
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def __enter__(self) -> _Deadline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

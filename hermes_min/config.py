@@ -331,8 +331,12 @@ def load_config(
         merged.get("provider.base_url", DEFAULT_BASE_URL), configured
     )
     key, key_source, note = _route_key(
-        merged, env, _checked("provider.api_key", flag_key, "--api-key") if flag_key else None,
-        chosen, at_configured, source,
+        merged,
+        env,
+        _checked("provider.api_key", flag_key, "--api-key") if flag_key else None,
+        chosen,
+        at_configured,
+        source,
     )
     merged.pop("provider.api_key", None)
     origins.pop("provider.api_key", None)

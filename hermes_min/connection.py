@@ -68,6 +68,33 @@ class SocketSlot:
             _shutdown(self._sock)
 
 
+class Deadline:
+    """Shuts `slot`'s socket after `seconds` (None: never); a context manager."""
+
+    def __init__(self, seconds: float | None, slot: SocketSlot) -> None:
+        self.expired = False
+        self._slot = slot
+        self._timer = threading.Timer(seconds, self._expire) if seconds else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._slot.abort()
+
+    def close(self) -> None:
+        """Stop the timer; safe to call twice."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def __enter__(self) -> Deadline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _shutdown(sock: socket.socket | None) -> None:
     # close() alone does not wake a thread blocked in recv(); shutdown() does, and the
     # server sees the connection end, so it stops generating (providers.md §4.3).

@@ -402,8 +402,7 @@ class Store:
             where += clauses
             params += words
         rows = self._rows(
-            f"{_SUMMARY} WHERE {' AND '.join(where)}"
-            " ORDER BY c.updated DESC, c.rowid DESC LIMIT ?",
+            f"{_SUMMARY} WHERE {' AND '.join(where)} ORDER BY c.updated DESC, c.rowid DESC LIMIT ?",
             (*params, limit),
         )
         return [_summary(row) for row in rows]

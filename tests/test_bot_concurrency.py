@@ -125,14 +125,34 @@ def test_after_a_kill_only_what_was_in_flight_is_worked_on_again(tmp_path):
         assert again.take([update(7)]) == []  # in flight: not handed out twice
 
 
-def test_an_update_released_for_a_retry_keeps_the_offset_below_it(tmp_path):
+def test_an_update_left_for_a_retry_keeps_the_offset_below_it(tmp_path):
     with Store(tmp_path / "db") as store:
         ledger = Ledger(store, "bot")
         ledger.take([update(5), update(6)])
-        ledger.release(update(5))  # an outage
-        ledger.finish(update(6))
+        ledger.finish(update(6))  # 5 met an outage: it is not finished
         assert ledger.offset() is None  # 5 is not confirmed: it comes again
-        assert [u.update_id for u in ledger.take([update(5), update(6)])] == [5]
+        again = Ledger(store, "bot")
+        assert [u.update_id for u in again.take([update(5), update(6)])] == [5]
+
+
+def test_a_batch_fetched_before_an_answer_was_recorded_is_not_worked_on_again(tmp_path):
+    with Store(tmp_path / "db") as store:
+        ledger = Ledger(store, "bot")
+        ledger.take([update(5)])
+        late = [update(5)]  # a getUpdates reply still on its way back...
+        ledger.finish(update(5))  # ...when the answer is recorded
+        assert ledger.take(late) == [] and ledger.offset() == 6
+
+
+def test_an_answer_sent_but_not_recorded_is_confirmed_with_what_is_done_before_it(tmp_path):
+    with Store(tmp_path / "db") as store:
+        ledger = Ledger(store, "bot")
+        ledger.take([update(5), update(6), update(7)])
+        ledger.finish(update(5))
+        ledger.sent(update(6))  # the store failed after Telegram accepted the answer
+        assert ledger.confirmable() == 7 and ledger.unconfirmed_sent
+        ledger.sent(update(7))
+        assert ledger.confirmable() == 8
 
 
 # ---------------------------------------------------------------- the store, shared

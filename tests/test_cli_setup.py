@@ -65,9 +65,7 @@ def test_with_nothing_configured_the_first_line_says_what_to_set(capsys, tmp_pat
 
 def _refuse_key(server):
     body = json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
-    server.reply(
-        Reply(parts=[body], status=401, content_type="application/json", framing="length")
-    )
+    server.reply(Reply(parts=[body], status=401, content_type="application/json", framing="length"))
 
 
 @pytest.mark.parametrize(
@@ -218,9 +216,10 @@ def test_config_show_masks_secrets_and_says_where_each_came_from(capsys, tmp_pat
     lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith("#")}
     assert lines["provider.model"].endswith("# file")
     assert lines["provider.base_url"].endswith("# environment HERMES_BASE_URL")
-    assert lines["provider.api_key"].endswith("# flag --api-key") and "***" in lines[
-        "provider.api_key"
-    ]
+    assert (
+        lines["provider.api_key"].endswith("# flag --api-key")
+        and "***" in lines["provider.api_key"]
+    )
     assert lines["provider.ca_bundle"].endswith("# flag")
     assert lines["provider.read_timeout"].endswith("# default")
     assert lines["telegram.token"].endswith("# file") and "***" in lines["telegram.token"]

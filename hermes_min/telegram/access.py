@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..config import Config
 from ..errors import ConfigError
 from .commands import NAMES
@@ -53,6 +55,12 @@ class Access:
         name, _, target = word.partition("@")
         return name.lower() if not target or target.lower() == self.username else ""
 
+    def for_another_bot(self, text: str) -> bool:
+        """Whether the text starts with a command addressed to another bot (/start@other)."""
+        word = text.strip().split()[0] if text.strip() else ""
+        name, at, target = word.partition("@")
+        return word.startswith("/") and bool(at) and target.lower() != self.username
+
     @staticmethod
     def argument(text: str) -> str:
         """What follows the command word ("/system Be brief" -> "Be brief")."""
@@ -60,12 +68,12 @@ class Access:
         return parts[1].strip() if len(parts) > 1 else ""
 
     def strip_mention(self, text: str) -> str:
-        """The text without the bot's @name (the model needs the question, not the address)."""
+        """The text without the bot's @name (the model needs the question, not the address);
+        a longer name that starts like ours (@hermes_bot2) is not ours."""
         if not self.username:
             return text
-        at = f"@{self.username}"
-        index = text.lower().find(at)
-        return (text[:index] + text[index + len(at) :]).strip() if index >= 0 else text
+        mention = re.compile(rf"@{re.escape(self.username)}(?![A-Za-z0-9_])", re.IGNORECASE)
+        return " ".join(mention.sub(" ", text).split()) if mention.search(text) else text
 
 
 def _names_us(text: str, username: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from ..connection import HttpSession, HttpSettings
+from ..connection import Deadline, HttpSession, HttpSettings, SocketSlot
 from ..errors import ConfigError, NetworkError, TelegramError
 from ..redact import redact
 
@@ -144,25 +144,31 @@ class BotAPI:
         """POST `payload` as JSON to `method`; return `result` or raise TelegramError.
 
         `within`: the caller must be done in that many seconds, so neither the connect nor
-        the read may wait longer (a reply that comes later is lost: `uncertain`).
+        the read may wait longer (a reply that comes later is lost: `uncertain`). Every
+        call ends by connect + read timeout whatever arrives: a gateway that trickles a
+        byte at a time never resets the read timeout, so a timer shuts the socket then.
         """
         if self._http is None:
             raise RuntimeError("BotAPI is closed")
         timeout = (self._timeouts[0], read_timeout or self._timeouts[1])
         if within is not None:
             timeout = (min(timeout[0], within), min(timeout[1], within))
+        total = timeout[0] + timeout[1] if within is None else within
         log.debug("-> %s chat_id=%s keys=%s", method, payload.get("chat_id"), sorted(payload))
+        slot = SocketSlot()
         try:
-            response = self._http.request(
-                "POST",
-                f"{self._api_base}/bot{self._token}/{method}",
-                timeout=timeout,
-                data=json.dumps(payload, ensure_ascii=False).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            body, cut = self._http.read_body(response, REPLY_LIMIT)
+            with Deadline(total, slot) as deadline:
+                response = self._http.request(
+                    "POST",
+                    f"{self._api_base}/bot{self._token}/{method}",
+                    slot=slot,
+                    timeout=timeout,
+                    data=json.dumps(payload, ensure_ascii=False).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                body, cut = self._http.read_body(response, REPLY_LIMIT)
         except NetworkError as exc:
-            error = self._network_error(method, exc)
+            error = self._network_error(method, exc, deadline.expired, total)
         else:
             return self._result(method, response.status_code, response.headers, body, cut)
         # Raised outside the except block so the exception has neither __cause__ nor
@@ -170,8 +176,17 @@ class BotAPI:
         log.debug("<- %s failed: %s", method, error.description)
         raise error
 
-    def _network_error(self, method: str, exc: NetworkError) -> TelegramError:
+    def _network_error(
+        self, method: str, exc: NetworkError, expired: bool = False, total: float = 0.0
+    ) -> TelegramError:
         """A failure that produced no HTTP response, in a few token-free words."""
+        if expired:
+            return TelegramError(
+                method,
+                f"timed out: no whole reply within {total:g} s",
+                kind="network",
+                uncertain=exc.reached,
+            )
         if exc.kind == "timeout":
             description = f"timed out: {exc.detail}"
         else:
@@ -304,6 +319,8 @@ class BotAPI:
         timeout: int = 0,
         limit: int = 100,
         allowed_updates: list[str] | None = None,
+        *,
+        within: float | None = None,
     ) -> list[dict]:
         """Fetch pending updates; an offset confirms every update below it."""
         payload = _payload(
@@ -311,7 +328,10 @@ class BotAPI:
         )
         # "timeout: Timeout in seconds for long polling": the server holds the request that
         # long, so our HTTP read must wait longer or every quiet poll would look like a failure.
-        return self._call("getUpdates", payload, read_timeout=timeout + _POLL_MARGIN)
+        read = timeout + _POLL_MARGIN
+        if within is not None:
+            within = max(within, timeout + 1.0)  # never shorter than the poll it asks for
+        return self._call("getUpdates", payload, read_timeout=read, within=within)
 
     def set_my_commands(
         self, commands: list[tuple[str, str]], *, scope: dict | None = None

@@ -19,11 +19,20 @@ class ChatSettings:
         self.telegram = config.telegram
         self.store = store
         self._model_key = f"telegram.{bot_id}.model"
+        self._system_key = f"telegram.{bot_id}.system"
 
     def persona(self, message: Incoming) -> str | None:
-        """The system prompt a conversation starts with: the chat's, else the bot's."""
+        """The system prompt: this chat's /system (kept for the chat and topic, also over
+        /new), else the chat's configured one, else the bot's."""
+        chosen = self.store.get_state(f"{self._system_key}.{message.key}")
+        if isinstance(chosen, str) and chosen:
+            return chosen
         own = self._override(message).get("system")
         return own if own else self.telegram.system
+
+    def choose_system(self, message: Incoming, system: str) -> Callable[[], None]:
+        """The store write that makes `system` this chat's prompt ("": back to the default)."""
+        return lambda: self.store.set_state(f"{self._system_key}.{message.key}", system)
 
     def model(self, message: Incoming, default: str | None) -> str | None:
         """The model to answer in this chat: its /model choice (while still offered), else

@@ -1,8 +1,8 @@
 """The bot's own commands: answered by the bot itself, never sent to the model.
 
 /new starts over, /help lists the commands that work in this chat, /system shows or sets
-this chat's system prompt (kept with the conversation; "/system -" goes back to the
-default), /model shows or switches among telegram.models.
+this chat's system prompt (kept for the chat and topic, also over /new; "/system -" goes
+back to the default), /model shows or switches among telegram.models.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Config
-from ..conversation import Conversation
 from ..storage import Store
 from .chats import ChatSettings
 from .updates import Incoming
@@ -68,28 +67,17 @@ class Commands:
         return lambda: self.store.reset_key(message.key)
 
     def _system(self, argument: str, message: Incoming) -> Reply:
-        conversation = self._conversation(message)
         if not argument:
-            shown = conversation.messages()
-            prompt = shown[0]["content"] if shown and shown[0]["role"] == "system" else ""
+            prompt = self.settings.persona(message) or ""
             if not prompt:
                 return Reply("No system prompt. /system TEXT sets one for this chat.")
             cut = prompt if len(prompt) <= _PROMPT_SHOWN else prompt[:_PROMPT_SHOWN] + "\u2026"
             return Reply(f"System prompt:\n{cut}")
         if argument == "-":
-            text = "System prompt reset to the default."
-            return Reply(text, lambda: self._store_system(conversation, None), confirm=False)
-        text = "System prompt set for this chat."
-        return Reply(text, lambda: self._store_system(conversation, argument), confirm=False)
-
-    def _store_system(self, conversation: Conversation, system: str | None) -> None:
-        """Keep the prompt with the conversation (one is started if the chat has none)."""
-        if conversation.cid is None:
-            conversation.cid = self.store.new_conversation(
-                model=conversation.model, system=system, key=conversation.key
-            )
-        else:
-            self.store.set_system(conversation.cid, system)
+            write = self.settings.choose_system(message, "")
+            return Reply("System prompt reset to the default.", write, confirm=False)
+        write = self.settings.choose_system(message, argument)
+        return Reply("System prompt set for this chat.", write, confirm=False)
 
     def _model(self, argument: str, message: Incoming, model: str | None) -> Reply:
         offered = self.config.telegram.models
@@ -101,7 +89,3 @@ class Commands:
             return Reply(f"There is no model {argument!r} here. Available: {', '.join(offered)}.")
         write = self.settings.choose_model(message, argument)
         return Reply(f"Now using {argument}.", write, confirm=False)
-
-    def _conversation(self, message: Incoming) -> Conversation:
-        default = self.settings.persona(message)
-        return Conversation.for_key(self.store, message.key, default_system=default)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from ..config import Config
 from ..conversation import Conversation
 from ..errors import PollError, StorageError, StreamError, TelegramError
+from ..redact import redact
 from ..storage import Store
 from .access import Access
 from .botapi import BotAPI
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 ANSWER_GRACE = 10.0  # seconds an answer still running at --max-seconds may go on
 DELIVERY_GRACE = 20.0  # seconds to deliver an answer once it was cut
 MAX_TRIES = 3  # runs an update may fail as an outage before it gets an apology instead
+SAY_WAIT = 60.0  # seconds a short reply may wait for its turn in the chat (429s included)
 STOPPED = "the bot was stopped"  # the chat's reason for an answer cut by a second signal
 _TEXT_ONLY = "I can only read text messages."
 _REFUSED = (
@@ -64,6 +66,7 @@ class Handler:
         self._deadline = deadline  # --max-seconds, on time.monotonic()
         self._cuts: dict[int, Callable[[], None]] = {}  # answers in progress: how to cut each
         self._cuts_lock = threading.Lock()
+        self._cutting = False  # a second signal came: every answer is cut as it starts
         self.reason = ""  # why the last update was left for later
         self.settings = ChatSettings(config, store, access.bot_id)
         self.commands = Commands(config, store, self.settings)
@@ -86,6 +89,8 @@ class Handler:
             if message.has_content:  # not for joins, pins, topic events
                 self._say(message, _TEXT_ONLY)
             return self._commit(update)
+        if self.access.for_another_bot(message.text):
+            return self._commit(update)  # /start@other_bot: not ours, whatever group_mode says
         command = self.access.command(message.text)
         if command:
             model = self.settings.model(message, self._default_model())
@@ -109,6 +114,7 @@ class Handler:
         """Cut every answer in progress (a second signal): each is delivered as far as it
         came, marked, and recorded."""
         with self._cuts_lock:
+            self._cutting = True  # an answer still starting (its agent, its model) is cut too
             cuts = list(self._cuts.values())
         for cut in cuts:
             cut()
@@ -119,8 +125,8 @@ class Handler:
         from .streamer import stream_into, streamer_for  # here: quiet runs never load it
 
         agent = self._agent_or_retry()
-        if agent is None:
-            return "retry"
+        if agent is None:  # the model cannot be reached to learn its name: an outage too
+            return self._outage(update, message, None, self.reason)
         cut_in, deliver_by = self._bounds()
         model = self.settings.model(message, agent.client.model)
         conversation = Conversation.for_key(
@@ -154,6 +160,9 @@ class Handler:
 
         with self._cuts_lock:
             self._cuts[id(turn)] = cut
+            cutting = self._cutting
+        if cutting:
+            cut()
         try:
             yield
         finally:
@@ -214,16 +223,19 @@ class Handler:
         return self._record(update, conversation, turn, delivery)
 
     def _outage(
-        self, update: Update, message: Incoming, streamer: TelegramStreamer, reason: str
+        self, update: Update, message: Incoming, streamer: TelegramStreamer | None, reason: str
     ) -> str:
         """Leave the update for a later try; after MAX_TRIES, apologise and move on."""
-        streamer.discard_preview()  # the next try starts clean
+        if streamer is not None:
+            streamer.discard_preview()  # the next try starts clean
         tries = self._failed(update)
         if tries < MAX_TRIES:
             self.reason = reason
             return "retry"
         log.warning("update %s: gave up after %d tries: %s", update.update_id, tries, reason)
-        self._say(message, _SORRY)
+        if not self._say(message, _SORRY):
+            self.reason = f"{reason}; the apology did not get through either"
+            return "retry"  # the user must hear something: the next run says it again
         return self._commit(update)
 
     def _failed(self, update: Update) -> int:
@@ -266,18 +278,14 @@ class Handler:
         return "done"
 
     def _unsaved(self, update: Update, error: StorageError, confirm: bool) -> PollError:
-        """The run's one line for a store that failed, after confirming the update if asked."""
-        code = EX_TEMPFAIL if error.busy else 1
-        offset = self.ledger.confirmable(update) if confirm else None
-        if offset is None:
-            return PollError(str(error), code)
-        if self._confirm_directly(offset):
-            said = "confirmed to Telegram, so no later run answers it again (its turn is not saved)"
-        else:
-            said = "not confirmed to Telegram either, so the next run may answer it again"
-        return PollError(f"{error}; {update.label} was {said}", code)
+        """The run's one line for a store that failed. An update whose answer reached the
+        chat is marked sent: the poller confirms it to Telegram when the lanes have ended
+        (with what is done before it), so no later run answers it again."""
+        if confirm:
+            self.ledger.sent(update)
+        return PollError(str(error), EX_TEMPFAIL if error.busy else 1)
 
-    def _confirm_directly(self, offset: int) -> bool:
+    def confirm_directly(self, offset: int) -> bool:
         """Tell Telegram the offset now ("an update is confirmed as soon as getUpdates is
         called with an offset higher than its update_id"); False if that failed too."""
         for _ in range(2):
@@ -297,22 +305,37 @@ class Handler:
         if not self.config.telegram.deny_message:
             return
         told = f"{self.ledger.offset_key}.denied.{message.sender_key}"
-        if self.store.get_state(told) is None:
-            with self.store.transaction():
+        with self.store.transaction():  # checked and marked at once: two lanes tell once
+            first = self.store.get_state(told) is None
+            if first:
                 self.store.set_state(told, 1)
+        if first:
             self._say(message, self.config.telegram.deny_message)
 
-    def _say(self, message: Incoming, text: str) -> None:
-        """A short reply; best effort (a failure is logged, the update still counts)."""
-        try:
-            self.api.send_message(
-                message.chat_id,
-                text,
-                message_thread_id=message.thread_id,
-                reply_to_message_id=message.message_id,
-            )
-        except TelegramError as error:
-            log.warning("could not reply in chat %s: %s", message.chat_id, error)
+    def _say(self, message: Incoming, text: str) -> bool:
+        """A short reply, paced like every call to the chat (a 429 is waited out, within
+        SAY_WAIT) and with no secret in it; False if it did not get through."""
+        budget = self.budgets.for_chat(message.chat_id)
+        deadline = budget.now() + SAY_WAIT
+        text = redact(text, self.config.secrets)  # a model's name may be what a server said
+        for _ in range(3):
+            if not budget.take_turn(deadline):
+                break
+            try:
+                self.api.send_message(
+                    message.chat_id,
+                    text,
+                    message_thread_id=message.thread_id,
+                    reply_to_message_id=message.message_id,
+                )
+                return True
+            except TelegramError as error:
+                if not error.rate_limited:
+                    log.warning("could not reply in chat %s: %s", message.chat_id, error)
+                    return False
+                budget.pause(error.retry_after or 1.0)
+        log.warning("could not reply in chat %s: Telegram kept asking to wait", message.chat_id)
+        return False
 
 
 def _log_answer(

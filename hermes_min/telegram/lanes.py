@@ -8,6 +8,7 @@ answered out of order.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -69,7 +70,7 @@ class Lanes(Generic[Item]):
         """Start the lanes whose retry is due."""
         with self._cond:
             now = self._clock()
-            for key, lane in self._lanes.items():
+            for key, lane in list(self._lanes.items()):
                 if lane.retry_at is not None and lane.retry_at <= now:
                     lane.retry_at = None
                     self._start(key, lane)
@@ -88,8 +89,8 @@ class Lanes(Generic[Item]):
     def next_retry(self) -> float | None:
         """The clock time of the earliest retry a lane waits for (None: none waits)."""
         with self._cond:
-            due = [lane.retry_at for lane in self._lanes.values() if lane.retry_at is not None]
-            return min(due) if due else None
+            due = [lane.retry_at for lane in self._lanes.values() if _waits(lane)]
+            return min(due) if due else None  # type: ignore[type-var]
 
     @property
     def running(self) -> int:
@@ -99,9 +100,12 @@ class Lanes(Generic[Item]):
 
     @property
     def pending(self) -> bool:
-        """Whether any lane runs, waits to run, or holds an item for a retry."""
+        """Whether any lane runs, waits to run, or holds an item for a retry this run."""
         with self._cond:
-            return any(lane.running or lane.queue for lane in self._lanes.values())
+            return any(
+                lane.running or (lane.queue and lane.retry_at != math.inf)
+                for lane in self._lanes.values()
+            )
 
     def wait(self, timeout: float) -> None:
         """Wait until a lane finishes an item, or `timeout` seconds."""
@@ -135,6 +139,7 @@ class Lanes(Generic[Item]):
         with self._cond:
             if not lane.queue or not self._starting or not self._may_start():
                 lane.running = False
+                self._forget(key, lane)
                 self._cond.notify_all()
                 return
             item = lane.queue[0]
@@ -143,14 +148,21 @@ class Lanes(Generic[Item]):
             lane.running = False
             if outcome == "retry":
                 self.retried = True
-                if self._retry_after is None:
-                    lane.queue.clear()  # --once: this chat waits for the next run
-                else:
-                    lane.retry_at = self._clock() + self._retry_after
+                # --once: this chat waits for the next run, its later messages too (they
+                # may still come in this run: they wait behind it, never answered first).
+                wait = math.inf if self._retry_after is None else self._retry_after
+                lane.retry_at = self._clock() + wait
             else:
                 lane.queue.popleft()
                 self._start(key, lane)
+                self._forget(key, lane)
             self._cond.notify_all()
+
+    def _forget(self, key: Hashable, lane: _Lane[Item]) -> None:
+        """Drop a lane with nothing left (under the lock): a long poll meets many chats."""
+        idle = not lane.queue and not lane.running and lane.retry_at is None
+        if idle and self._lanes.get(key) is lane:
+            del self._lanes[key]
 
     def _run(self, item: Item) -> str:
         """One item; an error stops every lane from starting more (the run ends with it)."""
@@ -162,3 +174,8 @@ class Lanes(Generic[Item]):
                 self.failure = self.failure or error
                 self._starting = False
             return "retry"
+
+
+def _waits(lane: _Lane) -> bool:
+    """Whether the lane waits for a retry in this run."""
+    return lane.retry_at is not None and lane.retry_at != math.inf

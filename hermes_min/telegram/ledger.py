@@ -14,19 +14,24 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, Union
 
 from ..storage import Store
 from .updates import Update
 
+_Key = Union[int, tuple]  # an update's id, or ("at", offset) for an entry with no usable id
+
 
 class _Entry:
-    """One fetched update on its way: the offset that confirms it, and whether it is done."""
+    """One fetched update on its way: the offset that confirms it, and how far it got."""
 
-    __slots__ = ("update_id", "offset", "done")
+    __slots__ = ("key", "update_id", "offset", "done", "sent")
 
-    def __init__(self, update_id: int | None, offset: int, done: bool) -> None:
-        self.update_id, self.offset, self.done = update_id, offset, done
+    def __init__(self, update: Update, done: bool) -> None:
+        self.key = _key(update)
+        self.update_id, self.offset = update.update_id, update.offset
+        self.done = done
+        self.sent = False  # its answer reached the chat, but the store could not record it
 
 
 class Ledger:
@@ -39,8 +44,9 @@ class Ledger:
         self._failures_key = f"telegram.{bot_id}.failures"  # {id: failed tries}, as JSON
         self._lock = threading.Lock()
         self._entries: deque[_Entry] = deque()  # fetched, in order, not yet under the offset
-        self._by_id: dict[int, _Entry] = {}  # the entries above that have an id
-        self._busy: set[int] = set()  # ids handed out as work and not yet finished
+        self._by_key: dict[_Key, _Entry] = {}
+        self._busy: set[_Key] = set()  # handed out as work and not yet finished
+        self._floor = 0  # the highest offset passed in this run: what is below it is done
 
     def offset(self) -> int | None:
         """The offset to fetch from (and to tell Telegram)."""
@@ -48,23 +54,26 @@ class Ledger:
         return value if isinstance(value, int) else None
 
     def take(self, updates: list[Update]) -> list[Update]:
-        """Note a fetched batch; the updates that are new work (not done, not in flight)."""
+        """Note a fetched batch; the updates that are new work (not done, not in flight).
+
+        A batch may have been fetched before an answer in it was recorded (a getUpdates
+        reply still on its way): what is below the offset this run passed is done.
+        """
         done = self._done_ids()
         fresh = []
         with self._lock:
             for update in updates:
-                if update.offset is None:
-                    continue  # never confirmed by us (an id handled before)
-                entry = self._by_id.get(update.update_id) if update.update_id is not None else None
+                if update.offset is None or update.offset <= self._floor:
+                    continue  # never ours to confirm, or done already
+                key = _key(update)
+                entry = self._by_key.get(key)
                 if entry is None:
-                    entry = _Entry(update.update_id, update.offset, update.update_id in done)
+                    entry = _Entry(update, update.update_id in done)
                     self._entries.append(entry)
-                    if update.update_id is not None:
-                        self._by_id[update.update_id] = entry
-                if entry.done or update.update_id in self._busy:
+                    self._by_key[key] = entry
+                if entry.done or entry.sent or key in self._busy:
                     continue
-                if update.update_id is not None:
-                    self._busy.add(update.update_id)
+                self._busy.add(key)
                 fresh.append(update)
         return fresh
 
@@ -74,40 +83,44 @@ class Ledger:
         with self._lock, self.store.transaction():
             if write is not None:
                 write()
-            entry = self._entry(update)
+            entry = self._by_key[_key(update)]
             entry.done = True
             try:
                 self._persist()
             except BaseException:
                 entry.done = False  # the transaction rolls back: so does the mark
                 raise
-            self._busy.discard(update.update_id)  # type: ignore[arg-type]
+            self._busy.discard(entry.key)
             while self._entries and self._entries[0].done:
                 gone = self._entries.popleft()
-                if gone.update_id is not None:
-                    self._by_id.pop(gone.update_id, None)
+                self._by_key.pop(gone.key, None)
+                self._floor = max(self._floor, gone.offset or 0)
 
-    def release(self, update: Update) -> None:
-        """`update` will be fetched and tried again (an outage): no longer in flight, and
-        still not done, so the offset stays below it."""
+    def sent(self, update: Update) -> None:
+        """Its answer reached the chat but the store could not record it: confirm it to
+        Telegram at the end of the run (confirmable()), never answer it again."""
         with self._lock:
-            self._busy.discard(update.update_id)  # type: ignore[arg-type]
+            entry = self._by_key.get(_key(update))
+            if entry is not None:
+                entry.sent = True
+                self._busy.discard(entry.key)
 
-    def confirmable(self, update: Update) -> int | None:
-        """The offset that confirms `update` and only updates already done before it; None if
-        an earlier one is still open (confirming it would drop it)."""
+    def confirmable(self) -> int | None:
+        """The offset that confirms the longest run of updates done or sent (None: nothing
+        was sent unrecorded, or the run is blocked by one never answered)."""
         with self._lock:
+            offset, any_sent = None, False
             for entry in self._entries:
-                if entry.update_id == update.update_id and entry.offset == update.offset:
-                    return entry.offset
-                if not entry.done:
-                    return None
-        return update.offset  # every earlier one is done and under the stored offset
+                if not (entry.done or entry.sent):
+                    break
+                offset, any_sent = entry.offset, any_sent or entry.sent
+            return offset if any_sent else None
 
-    def _entry(self, update: Update) -> _Entry:
-        if update.update_id is not None:
-            return self._by_id[update.update_id]
-        return next(e for e in self._entries if e.update_id is None and not e.done)
+    @property
+    def unconfirmed_sent(self) -> bool:
+        """Whether an answer reached a chat that neither the store nor Telegram knows of."""
+        with self._lock:
+            return any(entry.sent for entry in self._entries)
 
     def failed(self, update: Update) -> int:
         """One more failed try of `update`, kept in the store; how many there were."""
@@ -118,14 +131,9 @@ class Ledger:
             self.store.set_state(self._failures_key, json.dumps(counts))
             return counts[key]
 
-    @property
-    def in_flight(self) -> int:
-        """How many updates were handed out as work and are not finished."""
-        with self._lock:
-            return len(self._busy)
-
     def _persist(self) -> None:
-        """Write the offset of the done prefix and the done ids beyond it (in a transaction)."""
+        """Write the offset of the done prefix and the done ids beyond it (in a transaction).
+        The stored offset never moves back."""
         offset, beyond = None, []
         prefix = True
         for entry in self._entries:
@@ -135,9 +143,10 @@ class Ledger:
                 beyond.append(entry.update_id)
             else:
                 prefix = False
-        if offset is not None:
-            self.store.set_state(self.offset_key, offset)
         stored = self.offset() or 0
+        if offset is not None and offset > stored:
+            self.store.set_state(self.offset_key, offset)
+            stored = offset
         kept = sorted(i for i in self._done_ids() | set(beyond) if i >= stored)
         self.store.set_state(self._done_key, json.dumps(kept))
         counts = _json_map(self.store.get_state(self._failures_key))
@@ -152,6 +161,12 @@ class Ledger:
         except ValueError:
             return set()
         return {i for i in ids if isinstance(i, int)} if isinstance(ids, list) else set()
+
+
+def _key(update: Update) -> _Key:
+    """How an update is known across fetches: its id, else its place (the offset that
+    confirms it stays the same while nothing below it is confirmed)."""
+    return update.update_id if update.update_id is not None else ("at", update.offset)
 
 
 def _json_map(raw: object) -> dict[str, int]:

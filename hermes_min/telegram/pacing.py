@@ -41,6 +41,10 @@ class ChatBudget:
                 ready = max(ready, self._recent[0] + self._window)
         return max(ready, self._bot.ready_at())
 
+    def now(self) -> float:
+        """This budget's clock time (time.monotonic(), unless a test gave another clock)."""
+        return self._clock()
+
     def ready(self) -> bool:
         """Whether a call may go out now."""
         return self._clock() >= self.ready_at()
@@ -70,6 +74,25 @@ class ChatBudget:
             if share >= 1.0:
                 self._recent.append(now)
         return True
+
+    def take_turn(self, deadline: float, sleep: Callable[[float], None] = time.sleep) -> bool:
+        """Wait for this chat's turn (and the bot's) and claim it; False if it would come
+        after `deadline` (on this budget's clock)."""
+        while True:
+            ready = self.ready_at()
+            if ready > deadline:
+                return False
+            wait = ready - self._clock()
+            if wait > 0:
+                sleep(min(wait, 1.0))
+            elif self.claim():
+                return True
+
+    def idle_since(self, moment: float) -> bool:
+        """Whether this chat made no call and had no pause since `moment`."""
+        with self._lock:
+            last = max(self._last, self._paused_until, *(self._recent or [float("-inf")]))
+            return last < moment
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nothing more to this chat for exactly `seconds`."""
@@ -107,6 +130,9 @@ class BotBudget:
             return True
 
 
+_KEPT = 1024  # chat budgets kept before idle ones are forgotten (a long poll meets many)
+
+
 class Budgets:
     """One ChatBudget per chat, and the bot's own, shared by every streamer of a process."""
 
@@ -133,7 +159,18 @@ class Budgets:
     def for_chat(self, chat_id: int | str) -> ChatBudget:
         """The budget of `chat_id` (negative ids are groups)."""
         with self._lock:
+            if len(self._chats) >= _KEPT and chat_id not in self._chats:
+                self._forget_idle()
             if chat_id not in self._chats:
                 group = isinstance(chat_id, int) and chat_id < 0
                 self._chats[chat_id] = ChatBudget(self.interval, group, self)
             return self._chats[chat_id]
+
+    def _forget_idle(self) -> None:
+        """Drop the budgets whose chats could call again at once (under the lock): they
+        hold nothing a new budget would not."""
+        now = self.clock()
+        window = max(self.group_window, self.interval)
+        for chat_id, budget in list(self._chats.items()):
+            if budget.idle_since(now - window):
+                del self._chats[chat_id]

@@ -17,6 +17,7 @@ N + ANSWER_GRACE + DELIVERY_GRACE seconds.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from typing import TYPE_CHECKING, Callable
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 LONG_POLL = 50  # seconds: Telegram's own maximum for getUpdates' timeout
 RETRY_SPACING = 60.0  # a long poll tries a failed update again after this, like cron would
 BUSY_POLL = 1.0  # seconds between fetches while answers are in flight (see _wait_for_work)
+FETCH_MARGIN = 5.0  # seconds a fetch may run past --max-seconds (a trickling gateway)
 
 
 class Poller:
@@ -99,10 +101,22 @@ class Poller:
         finally:
             self.signals.on_cut = None
         if lanes.failure is not None:
-            raise lanes.failure
-        if lanes.retried and once:
+            raise self._settled(handler, lanes.failure)
+        if self.signals.signum is None and lanes.retried and once:
             raise PollError("will retry the next run: " + handler.reason, EX_TEMPFAIL)
         return self._exit_code(once)
+
+    def _settled(self, handler: Handler, failure: BaseException) -> BaseException:
+        """The run's failure, once answers that reached a chat unrecorded are confirmed to
+        Telegram (with every update done before them), so no later run sends them again."""
+        if not (isinstance(failure, PollError) and self.ledger.unconfirmed_sent):
+            return failure
+        offset = self.ledger.confirmable()
+        if offset is not None and handler.confirm_directly(offset):
+            said = "the answers it sent were confirmed to Telegram, so no later run sends them"
+        else:
+            said = "an answer it sent could not be confirmed: the next run may send it again"
+        return PollError(f"{failure}; {said} (their turns are not saved)", failure.exit_code)
 
     def _workers(self) -> int:
         return max(1, self.config.telegram.concurrency)
@@ -196,7 +210,8 @@ class Poller:
         """Long-poll no longer than --max-seconds has left."""
         if self._deadline is None:
             return LONG_POLL
-        return max(0, min(LONG_POLL, int(self._deadline - time.monotonic())))
+        # Rounded up: with under a second left, a timeout of 0 would poll in a tight loop.
+        return max(0, min(LONG_POLL, math.ceil(self._deadline - time.monotonic())))
 
     def _should_stop(self, lanes: Lanes[Update], max_updates: int | None) -> bool:
         """Whether to stop fetching."""
@@ -220,13 +235,19 @@ class Poller:
         try:
             self.signals.idle = True
             result = self.api.get_updates(
-                offset=offset, timeout=timeout, allowed_updates=["message"]
+                offset=offset, timeout=timeout, allowed_updates=["message"], within=self._within()
             )
         except TelegramError as error:
             raise poll_error(error) from None
         finally:
             self.signals.idle = False
         return read_batch(_checked_list(result), offset)
+
+    def _within(self) -> float | None:
+        """How long a fetch may take in all: with --max-seconds, not much past the run's end."""
+        if self._deadline is None:
+            return None
+        return max(self._deadline - time.monotonic(), 0.0) + FETCH_MARGIN
 
     def _back_off(
         self,

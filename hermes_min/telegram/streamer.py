@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.5  # "The status is set for 5 seconds or less" (sendChatAction)
 TYPING_AFTER = 1.0  # seconds of silence before the first typing action (text may come first)
+CLOSE_MARGIN = 120.0  # past the final's deadline, close() stops waiting for the sender
 DRAFT_KEEPALIVE = 20.0  # a draft is "an ephemeral 30-second preview" (sendMessageDraft, 10.0)
 FINAL_ATTEMPTS = 6
 MAX_FINAL_WAIT = 120.0  # a longer flood wait fails the delivery instead of blocking a cron run
@@ -157,7 +158,13 @@ class TelegramStreamer:
             if self._end is None:
                 self._end = "closed"
             self._cond.notify()
-        self._thread_obj.join()
+        # Every call the sender makes has its own timeout and the final its deadline; this
+        # bound only guards against a bug: the delivery is then taken as maybe sent.
+        self._thread_obj.join(self._final_wait() + CLOSE_MARGIN)
+        if self._thread_obj.is_alive() and self.delivery.error is None:
+            self.delivery.error = TelegramError(
+                "stream", "the delivery did not finish in time", kind="internal", uncertain=True
+            )
         return self.delivery
 
     def cut(self, reason: str) -> None:
@@ -235,7 +242,10 @@ class TelegramStreamer:
             mark = "\u2026" if note.started else ("\u2713" if note.ok else "\u2717")
             self._progress[note.call_id] = f"\u2699 {note.name} {mark}"
         text = self._scrub("\n".join(self._progress.values()))
-        self._claim()  # progress waits its turn; only a 429 can drop an update
+        # Progress waits its turn, but never past the final's own deadline: a note that
+        # would come later is dropped (the final is what must get through).
+        if not self._budget.take_turn(self._budget.now() + self._final_wait()):
+            return
         if self._progress_id is None:
             sent = self._interim_call(
                 self._api.send_message,
