@@ -52,13 +52,14 @@ class Accumulator:
 
     def feed(self, chunk: dict) -> list:
         """Fold one chunk; return the events it produced (StreamError if it is unusable)."""
-        model = chunk.get("model")
-        if not self._model and model and isinstance(model, str):
-            self._model = model
+        if not self._model:
+            model = chunk.get("model")
+            if model and type(model) is str:
+                self._model = model
         usage = chunk.get("usage")
-        if not usage and isinstance(chunk.get("x_groq"), dict):
+        if not usage and "x_groq" in chunk and isinstance(chunk["x_groq"], dict):
             usage = chunk["x_groq"].get("usage")
-        if usage and isinstance(usage, dict):
+        if usage and type(usage) is dict:
             self._usage = usage  # the last non-null wins: running totals and late chunks alike
         choice = _choice_zero(chunk.get("choices"))
         if choice is None:
@@ -89,28 +90,43 @@ class Accumulator:
 
     def _delta(self, delta: dict) -> list:
         events: list = []
-        reasoning = _text(delta.get("reasoning_content") or delta.get("reasoning"))
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:  # one field per delta: some servers send both
-            self._grow(reasoning)
-            reasoning = self._reasoning.add(reasoning)
+            reasoning = self._reasoning.add(self._grown(_text(reasoning)))
             if reasoning:
                 events.append(ReasoningDelta(reasoning))
-        text = _text(delta.get("content"))
+        text = delta.get("content")
         if text:
-            self._grow(text)
-            text = self._content.add(text)
+            if type(text) is not str:
+                text = _text(text)
+            self._size += len(text)  # the hot path, inlined: one delta per chunk
+            if self._size > self._max:
+                self._charge(0)  # raises, naming the cap
+            content = self._content
+            if not content.held and text.isascii():
+                content.pieces.append(text)
+            else:
+                text = content.add(text)
             if text:
                 events.append(TextDelta(text))
-        fragments = delta.get("tool_calls") or ()
-        if not isinstance(fragments, (list, tuple)):
-            raise _shape("delta.tool_calls", fragments, "a list")
-        for fragment in fragments:
-            if isinstance(fragment, dict):
-                self._tool_fragment(fragment, events)
+        fragments = delta.get("tool_calls")
+        if fragments:
+            if not isinstance(fragments, (list, tuple)):
+                raise _shape("delta.tool_calls", fragments, "a list")
+            for fragment in fragments:
+                if isinstance(fragment, dict):
+                    self._tool_fragment(fragment, events)
         return events
 
     def _grow(self, piece: str) -> None:
         self._charge(len(piece))
+
+    def _grown(self, piece: str) -> str:
+        """`piece`, charged against the answer's cap (the hot path: one call per delta)."""
+        self._size += len(piece)
+        if self._size > self._max:
+            self._charge(0)  # raises, with the message
+        return piece
 
     def _charge(self, size: int) -> None:
         self._size += size
@@ -182,6 +198,11 @@ class _Text:
 
     def add(self, piece: str) -> str:
         """Keep a piece; return the part of it that can be shown now."""
+        if not self.held and piece.isascii():  # nearly always: nothing to pair or replace
+            self.pieces.append(piece)
+            return piece
+        if not piece:
+            return piece
         piece = self.held + piece
         self.held = ""
         if "\ud800" <= piece[-1] <= "\udbff":

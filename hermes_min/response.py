@@ -128,8 +128,11 @@ class BodyFolder:
         return events
 
     def _chunk(self, kind: str, data: str, events: list) -> Failed | None:
-        chunk = _object(data)
-        if not isinstance(chunk, dict):  # says why it is not an object (the excerpt scrubbed)
+        try:  # inline, not _object(): this runs once per chunk
+            chunk = json.loads(data)
+        except (ValueError, RecursionError):
+            chunk = None
+        if type(chunk) is not dict:  # says why it is not an object (the excerpt scrubbed)
             return self._fail("invalid_json", str(_object(self._scrub(data))))
         events.extend(self._acc.feed(chunk))
         if chunk.get("error"):

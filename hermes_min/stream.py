@@ -75,6 +75,7 @@ class Stream:
         self._ended = False  # the worker has put the final event
         self._abandon_at: float | None = None  # set by interrupt(): how long to wait then
         self._pending = 0  # events put and not yet taken (under _batch_lock)
+        self._worker_waits = False  # the worker waits for room: a take wakes it
         self._room = threading.Condition(self._batch_lock)
         self._total = total_timeout
         self._expired = threading.Event()
@@ -132,7 +133,8 @@ class Stream:
             if batch is self._open_batch:
                 self._open_batch = None  # taken: the worker starts a new batch
             self._pending -= len(batch)
-            self._room.notify_all()
+            if self._worker_waits:
+                self._room.notify_all()
         self._taken.extend(batch)
 
     @property
@@ -272,15 +274,22 @@ class Stream:
         # hand-off (and thread wake-up) per batch the consumer takes, not per read, and no
         # delay when the consumer is already waiting.
         with self._batch_lock:
-            if last not in _FINAL:  # a consumer far behind: wait for room (never for a final)
-                while self._pending >= MAX_PENDING and not self._cancel.is_set():
-                    self._room.wait(0.5)
+            if self._pending >= MAX_PENDING and last not in _FINAL:
+                self._wait_for_room()  # a consumer far behind (never for a final event)
             self._pending += len(events)
             if self._open_batch is not None:
                 self._open_batch.extend(events)
                 return
             self._open_batch = batch = list(events)
         self._queue.put(batch)
+
+    def _wait_for_room(self) -> None:
+        """Hold the worker (and so the socket) until the consumer takes events (under the
+        batch lock)."""
+        self._worker_waits = True
+        while self._pending >= MAX_PENDING and not self._cancel.is_set():
+            self._room.wait(0.5)
+        self._worker_waits = False
 
     def _redacted(self, event: object) -> object:
         """The event without the known secrets: a server may echo the key anywhere."""
