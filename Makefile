@@ -26,6 +26,7 @@ lint:
 bench: dist/hermes.pyz
 	$(VENV)/python bench/run_all.py
 	$(VENV)/python bench/pyz_startup.py
+	$(VENV)/python bench/hostile.py
 
 stress-test:
 	@[ -x $(VENV)/python ] || { echo "stress-test: no $(VENV)/python (make one as .ci/run does)"; exit 1; }; \
