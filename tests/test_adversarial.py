@@ -6,7 +6,6 @@ Every wait is bounded (a thread join, a subprocess timeout): a test here fails, 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -24,6 +23,7 @@ from hermes_min.agent import Agent
 from hermes_min.cli import main
 from hermes_min.events import Failed
 from hermes_min.tools import tool
+from tests.helpers import FakeTTY, within
 from tests.sse_server import Reply, answer, chunk, sse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,33 +32,9 @@ USER = [{"role": "user", "content": "hi"}]
 KEY = "hk-live-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
 @pytest.fixture(autouse=True)
 def terminal_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
-
-
-def within(seconds, fn, *args):
-    """fn(*args) on a thread, waited for at most `seconds`: a hang fails instead of hanging."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"{fn.__name__} did not return within {seconds} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def hermes(tmp_path, server, *argv, timeout=60, config=None):

@@ -14,18 +14,12 @@ import pytest
 
 from hermes_min import __version__
 from hermes_min.cli import main
+from tests.helpers import FakeTTY, one_line, run
 from tests.processes import wait_until_asleep
 from tests.sse_server import Hold, Reply, answer, chunk, free_port, sse
 
 ROOT = Path(__file__).resolve().parents[1]
 HERMES = [sys.executable, str(ROOT / "bin" / "hermes")]
-
-
-class FakeTTY(io.StringIO):
-    """Stdin as a terminal: nothing piped."""
-
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +29,6 @@ def terminal_stdin(monkeypatch):
 
 def piped(monkeypatch, text):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 def test_answer_goes_to_stdout_as_whole_lines(server, capsys):

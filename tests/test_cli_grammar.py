@@ -13,16 +13,10 @@ import pytest
 
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import FakeTTY, one_line, run
 from tests.sse_server import Reply, answer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeTTY(io.StringIO):
-    """Stdin as a terminal: nothing piped."""
-
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +29,6 @@ def config(tmp_path, server):
     path = tmp_path / "config.yaml"
     path.write_text(f"provider:\n  base_url: {server.url}\n  max_retries: 0\n")
     return str(path)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.mark.parametrize(

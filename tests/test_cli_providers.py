@@ -3,21 +3,15 @@ provider.fallback naming one, hermes models -p NAME; a plain provider: section a
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 
 import pytest
 
-from hermes_min.cli import main
+from tests.helpers import FakeTTY, one_line, run
 from tests.sse_server import Reply, SSEServer, answer
 
 KEY = "sk-other-0123456789abcdef"
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture
@@ -44,18 +38,6 @@ def config(monkeypatch, tmp_path, server, other):
     monkeypatch.setenv("HERMES_CONFIG", str(path))
     monkeypatch.setenv("OTHER_KEY", KEY)
     return path
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 def test_the_plain_provider_section_works_as_before(server, other, capsys):

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import FakeTTY, one_line, run
 from tests.sse_server import Reply, answer
 
 USAGE = {
@@ -22,11 +22,6 @@ USAGE = {
     "prompt_tokens_details": {"cached_tokens": 8},
     "completion_tokens_details": {"reasoning_tokens": 10},
 }
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -39,18 +34,6 @@ def setup(monkeypatch, server, tmp_path):
     )
     monkeypatch.setenv("HERMES_CONFIG", str(config))
     return config
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 def test_options_are_request_body_keys_read_as_json_over_extra_body(server, capsys):

@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from hermes_min.cli import main
 from hermes_min.storage import Store
+from tests.helpers import FakeTTY, one_line, run
 from tests.processes import wait_until_asleep
 from tests.sse_server import Hold, Reply, SSEServer, answer, chunk, free_port, sse
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +31,6 @@ def terminal(monkeypatch):
 def other():
     with SSEServer() as srv:
         yield srv
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def sent(server, index=-1):
@@ -271,12 +260,6 @@ def test_a_delete_without_fts5_is_made_good_by_the_next_search_with_it(
 def test_history_usage_errors(capsys, argv):
     code, _, err = run(capsys, "history", *argv)
     assert code == 2 and one_line(err)
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.mark.parametrize("flag", ["-n", "--no-log"])

@@ -3,7 +3,6 @@ key's source, `hermes config init|path|show`, and each key only where it was mea
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -13,33 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from hermes_min.cli import main
+from tests.helpers import FakeTTY, one_line, run
 from tests.sse_server import Reply, answer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-0123456789abcdef"
 
 
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
 @pytest.fixture(autouse=True)
 def terminal(monkeypatch):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    assert "Traceback" not in err
-    assert err.startswith("hermes: ") and err.count("\n") == 1, err
-    return err
 
 
 def config_file(tmp_path) -> Path:

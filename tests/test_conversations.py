@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hermes_min.cli import main
+from tests.helpers import FakeTTY, run
 from tests.sse_server import Hold, Reply, answer, chunk, sse
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -29,12 +23,6 @@ def setup(monkeypatch, server):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("HERMES_MODEL", "m")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def sent(server, index=-1):

@@ -3,13 +3,11 @@ terminal says how it ended. Each input here was reproduced on main before it was
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from hermes_min.cli import main
 from hermes_min.response import MAX_BODY
 from hermes_min.sse import MAX_LINE
 from hermes_min.stream import Stream
+from tests.helpers import FakeTTY, within
 from tests.sse_server import Pause, Reply, Reset, answer, chunk, free_port, sse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,33 +26,9 @@ USER = [{"role": "user", "content": "hi"}]
 NUMBER_ARGUMENTS = {"index": 0, "id": "c1", "function": {"name": "now", "arguments": 5}}
 
 
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
 @pytest.fixture(autouse=True)
 def terminal_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", FakeTTY())
-
-
-def within(seconds, fn, *args):
-    """fn(*args) on a thread, waited for at most `seconds`: a hang fails instead of hanging."""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"{fn.__name__} did not return within {seconds} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def folded(*payloads):

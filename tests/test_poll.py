@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import sys
 
 import pytest
 
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import FakeTTY
 from tests.sse_server import Reply, answer
 
 ALICE, BOB, STRANGER = 111, 222, 999
 GROUP = -100123
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import sys
 
 import pytest
 
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import FakeTTY
 from tests.sse_server import Reply, answer, chunk, sse
 
 CHAT = 5150
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""What many test modules share: a terminal-like stdin, running main() in-process, one-line
+errors, and bounded waits."""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any, Callable
+
+from hermes_min.cli import main
+
+
+class FakeTTY(io.StringIO):
+    """Stdin as a terminal: nothing piped."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """`hermes ARGV` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """An error run's stderr: exactly one `hermes:` line, never a traceback."""
+    assert "Traceback" not in err
+    assert err.startswith("hermes: ") and err.count("\n") == 1, err
+    return err
+
+
+def within(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) on a thread, waited for at most `seconds`: a hang fails instead of hanging."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} did not return within {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
