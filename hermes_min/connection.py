@@ -61,11 +61,13 @@ class SocketSlot:
             if self.aborted:
                 _shutdown(sock)
 
-    def abort(self) -> None:
-        """Shut the socket down: a read blocked in another thread returns at once."""
+    def abort(self) -> bool:
+        """Shut the socket down (a read blocked in another thread returns at once); whether
+        there was one: False while the request is still connecting, or not yet begun."""
         with self._lock:
             self.aborted = True
             _shutdown(self._sock)
+            return self._sock is not None
 
 
 class Deadline:

@@ -41,7 +41,7 @@ Opener = Callable[[SocketSlot, threading.Event], OpenedResponse]
 _FIRST_DELTAS = (TextDelta, ReasoningDelta, ToolCallStarted)
 _FINAL = (Done, Failed)
 _WAKE = ()  # put by interrupt(): the consumer looks again, now with a deadline
-ABANDON_AFTER = 2.0  # seconds a worker may take to end after interrupt(); then it is left
+ABANDON_AFTER = 2.0  # seconds a connected worker may take to end after interrupt(); then it is left
 MAX_PENDING = 8192  # events put and not yet taken: past this the worker waits (memory)
 
 
@@ -79,6 +79,7 @@ class Stream:
         self._room = threading.Condition(self._batch_lock)
         self._total = total_timeout
         self._expired = threading.Event()
+        self._opened = threading.Event()  # the response is open (a socket or not: a file)
         self._timer: threading.Timer | None = None
         if total_timeout is not None:
             # read_timeout cannot end a server that sends keep-alives forever; this can.
@@ -125,8 +126,8 @@ class Stream:
                 timeout = max(self._abandon_at - time.monotonic(), 0.0)
             try:
                 batch = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                batch = [Failed(StreamError("interrupted", "interrupted"))]
+            except queue.Empty:  # the worker was left behind: a deadline says so, not "interrupted"
+                batch = [Failed(self._as_interrupted(StreamError("interrupted", "interrupted")))]
             if batch is not _WAKE:
                 break
         with self._batch_lock:
@@ -144,10 +145,14 @@ class Stream:
 
     def interrupt(self) -> None:
         """Stop now, from any thread: the socket is shut, so a blocked read returns at once."""
-        if self._abandon_at is None:
-            self._abandon_at = time.monotonic() + ABANDON_AFTER
         self._cancel.set()
-        self._slot.abort()
+        connected = self._slot.abort()
+        if self._abandon_at is None:
+            # A worker with a socket ends soon once it is shut; one still in connect() (no
+            # socket to shut) has read no byte of the answer, so it is left at once: nothing
+            # shown is lost by not waiting for it.
+            started = connected or self._opened.is_set()
+            self._abandon_at = time.monotonic() + (ABANDON_AFTER if started else 0.0)
         with self._batch_lock:
             self._room.notify_all()  # a worker waiting for room stops waiting
         self._queue.put(_WAKE)  # a consumer waiting without a deadline takes one
@@ -212,6 +217,7 @@ class Stream:
         response: OpenedResponse | None = None
         try:
             response = self._opener(self._slot, self._cancel)
+            self._opened.set()
             folder = BodyFolder(response.status, response.content_type, self._secrets)
             self._pump(response, folder)
         except StreamError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from typing import Any, Callable
 
 from hermes_min.cli import main
@@ -48,3 +49,20 @@ def within(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def bounded_wait(condition: Callable[[], bool], timeout: float) -> bool:
+    """A bounded poll on recorded state (not a sleep used as synchronisation): True once
+    `condition` holds, False if it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """bounded_wait() that must succeed."""
+    if not bounded_wait(condition, timeout):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")

@@ -27,13 +27,14 @@ from hermes_min.telegram.lanes import Lanes
 from hermes_min.telegram.pacing import Budgets
 from hermes_min.telegram.streamer import TelegramStreamer
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import until
 from tests.processes import wait_until_asleep
 from tests.sse_server import Hold, Pause, SSEServer, answer, chunk, free_port, sse
 from tests.sse_server import Reply as ModelReply
 from tests.test_bot_failures import FullStore, json_error
 from tests.test_bot_updates import Bot, bot_fixture, fake_fixture  # noqa: F401 - fixtures
 from tests.test_poll import ALICE, BOB, GROUP, answers, prompts
-from tests.test_poll_crash import HERMES, EchoModel, finish, signal_delivered, until
+from tests.test_poll_crash import HERMES, EchoModel, finish, signal_delivered
 from tests.test_poll_crash import Bot as CrashBot
 
 needs_proc = pytest.mark.skipif(

@@ -24,6 +24,7 @@ import pytest
 
 from hermes_min.storage import Store
 from tests.fake_botapi import FakeBotAPI
+from tests.helpers import bounded_wait, until
 from tests.processes import wait_until_asleep
 from tests.sse_server import (
     Hold,
@@ -183,23 +184,6 @@ def one_line(result: Result) -> str:
 
 def quiet(result: Result) -> None:
     assert (result.rc, result.out, result.err) == (0, "", ""), result
-
-
-def bounded_wait(condition: Callable[[], bool], timeout: float) -> bool:
-    """A bounded poll on recorded state (not a sleep used as synchronisation): True once
-    `condition` holds, False if it did not within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """bounded_wait() that must succeed."""
-    if not bounded_wait(condition, timeout):
-        raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
 
 
 def signal_delivered(pid: int, signum: int) -> bool:
