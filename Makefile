@@ -14,7 +14,8 @@ VENV := .venv/bin
 pyz:
 	$(PYTHON) tools/build_pyz.py --out dist/hermes.pyz
 
-dist/hermes.pyz: tools/build_pyz.py $(wildcard hermes_min/*.py hermes_min/transports/*.py)
+# Every module and data file of the package, subpackages included (cli/, telegram/, tools/).
+dist/hermes.pyz: tools/build_pyz.py $(shell find hermes_min -name '*.py' -o -name '*.yaml')
 	$(PYTHON) tools/build_pyz.py --out dist/hermes.pyz
 
 test:
