@@ -3,12 +3,15 @@ errors, and bounded waits."""
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
 from typing import Any, Callable
 
 from hermes_min.cli import main
+from hermes_min.telegram import poller
+from hermes_min.telegram.pacing import Budgets
 
 
 class FakeTTY(io.StringIO):
@@ -16,6 +19,15 @@ class FakeTTY(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+def short_group_window(monkeypatch: Any, window: float = 1.0) -> None:
+    """The bot paces groups for a fake Bot API whose group window is `window` s, not 60 s."""
+    # Telegram allows 20 messages a minute in a group, so the bot sends one every 3 s there.
+    # The bot fixtures' fakes shorten that window to 1 s; pacing to match keeps each group
+    # test from waiting 3 s a message. Real group pacing: test_telegram, on an injected clock.
+    fast = functools.partial(Budgets, group_interval=window / 20, group_window=window)
+    monkeypatch.setattr(poller, "Budgets", fast)
 
 
 def run(capsys: Any, *argv: str) -> tuple[int, str, str]:

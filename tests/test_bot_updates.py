@@ -13,6 +13,7 @@ import pytest
 from hermes_min.cli import main
 from hermes_min.storage import Store
 from tests.fake_botapi import FakeBotAPI, Reply, text_update
+from tests.helpers import short_group_window
 from tests.sse_server import Reply as ModelReply
 from tests.sse_server import SSEServer, answer
 from tests.test_poll import ALICE, BOB, GROUP, STRANGER, FakeTTY, answers, prompts
@@ -60,6 +61,7 @@ def fake_fixture():
 @pytest.fixture(name="bot")
 def bot_fixture(fake, server, tmp_path, monkeypatch) -> Bot:
     monkeypatch.setattr(sys, "stdin", FakeTTY())
+    short_group_window(monkeypatch, fake.group_window)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
     return Bot(fake, server, tmp_path)
 

@@ -8,7 +8,7 @@ import pytest
 
 from hermes_min.cli import main
 from tests.fake_botapi import FakeBotAPI
-from tests.helpers import FakeTTY
+from tests.helpers import FakeTTY, short_group_window
 from tests.sse_server import Reply, answer
 
 ALICE, BOB, STRANGER = 111, 222, 999
@@ -26,6 +26,7 @@ def fake():
 def bot(fake, server, tmp_path, monkeypatch):
     """Run `hermes telegram poll ...` with a config for the two local servers."""
     monkeypatch.setattr(sys, "stdin", FakeTTY())
+    short_group_window(monkeypatch, fake.group_window)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
     config = tmp_path / "config.yaml"
 
