@@ -57,14 +57,66 @@ def test_a_model_before_chat_is_chat_s_model(server, capsys, config, monkeypatch
     assert request["json"]["messages"] == [{"role": "user", "content": "hello"}]
 
 
-def test_an_option_before_a_command_that_does_not_take_it_names_both(server, capsys, config):
-    code, out, err = run(capsys, "--config", config, "-m", "M", "models")
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["-m", "M", "models"], "-m is not an option of hermes models"),
+        (["-q", "hi", "models"], "-q is not an option of hermes models"),  # history's
+        (["--chat-id", "1", "models"], "--chat-id is not an option of hermes models"),  # send's
+        (["--max-seconds", "5", "history"], "--max-seconds is not an option of hermes history"),
+    ],
+)
+def test_an_option_before_a_command_that_does_not_take_it_names_both(
+    server, capsys, config, argv, named
+):
+    code, out, err = run(capsys, "--config", config, *argv)
     assert code == 2 and out == ""
-    assert "-m is not an option of hermes models" in one_line(err)
+    assert named in one_line(err)
     assert server.requests == []
 
 
-def test_options_before_telegram_send_reach_send(server, capsys, tmp_path, monkeypatch):
+def test_options_before_telegram_poll_reach_poll(capsys, tmp_path, monkeypatch):
+    with FakeBotAPI() as bot:
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            f"telegram:\n  api_base: {bot.api_base}\n  allowed_users: [1]\n"
+            f"storage:\n  path: {tmp_path / 'hermes.db'}\n"
+        )
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bot.token)
+        argv = ["--max-updates", "0", "--once", "--config", str(path), "telegram", "poll"]
+        assert run(capsys, *argv) == (0, "", "")
+        bot.assert_clean()
+
+
+@pytest.mark.parametrize(
+    "argv, system, prompt",
+    [
+        (["-s", "models", "hi", "-m", "m"], "models", "hi"),  # an option's value
+        (["-s", "history", "-m", "m", "--", "chat", "now"], "history", "chat now"),
+    ],
+)
+def test_a_command_name_as_an_option_s_value_is_a_value(
+    server, capsys, config, argv, system, prompt
+):
+    server.reply(Reply(parts=answer("ok")))
+    code, out, _ = run(capsys, "--config", config, *argv)
+    assert (code, out) == (0, "ok\n")
+    assert server.requests[-1]["json"]["messages"] == [
+        {"role": "system", "content": system},
+        {"role": "user", "content": prompt},
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "{config}", "telegram", "send", "--chat-id", "1", "hi"],
+        ["--config", "{config}", "--chat-id", "1", "telegram", "send", "hi"],  # send's own
+        ["--chat-id", "1", "telegram", "--config", "{config}", "send", "hi"],
+        ["-s", "terse", "--chat-id=1", "--config", "{config}", "telegram", "send", "hi"],
+    ],
+)
+def test_options_before_telegram_send_reach_send(server, capsys, tmp_path, monkeypatch, argv):
     with FakeBotAPI(per_chat_interval=0.02) as bot:
         path = tmp_path / "config.yaml"
         path.write_text(
@@ -74,9 +126,7 @@ def test_options_before_telegram_send_reach_send(server, capsys, tmp_path, monke
         )
         monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bot.token)
         server.reply(Reply(parts=answer("sent")))
-        code, out, err = run(
-            capsys, "--config", str(path), "telegram", "send", "--chat-id", "1", "hi"
-        )
+        code, out, err = run(capsys, *[str(path) if w == "{config}" else w for w in argv])
         assert (code, out, err) == (0, "", "")
         assert [m.text for m in bot.messages(1)] == ["sent"]
         bot.assert_clean()
@@ -96,6 +146,27 @@ def test_a_prompt_that_starts_with_a_command_name(server, capsys, config, argv):
     code, out, _ = run(capsys, "--config", config, "-m", "m", *argv)
     assert (code, out) == (0, "ok\n")
     assert server.requests[-1]["json"]["messages"][-1]["content"] == "models are wrong"
+
+
+@pytest.mark.parametrize(
+    "argv, prompt",
+    [
+        (["--", "-m", "is", "the", "model", "flag"], "-m is the model flag"),
+        (["--", "-u", "means", "usage"], "-u means usage"),
+        (["--", "--help", "me"], "--help me"),
+        (["--", "-v is a flag"], "-v is a flag"),
+        (["ask", "--", "--json", "please"], "--json please"),
+        (["why", "--", "-1"], "why -1"),
+    ],
+)
+def test_everything_after_a_double_dash_is_prompt(server, capsys, config, argv, prompt):
+    """POSIX: "--" ends the options (argparse's intermixed parsing dropped it)."""
+    server.reply(Reply(parts=answer("ok")))
+    code, out, err = run(capsys, "--config", config, "-m", "m", *argv)
+    assert (code, out, err) == (0, "ok\n", "")  # no -u line, no help, no error
+    [request] = server.requests
+    assert request["json"]["model"] == "m"
+    assert request["json"]["messages"][-1]["content"] == prompt
 
 
 def test_prompt_words_on_both_sides_of_an_option(server, capsys, config):

@@ -25,7 +25,7 @@ from .console import (
     stdout_problem,
     valid_text,
 )
-from .parser import parser_for, split
+from .parser import parse, split
 
 _Handler = Union[Callable[[int, Optional[FrameType]], object], int, None]
 
@@ -101,10 +101,7 @@ _DEPENDENCIES = frozenset({"requests", "urllib3", "idna", "certifi", "charset_no
 def _dispatch(argv: list[str]) -> int:
     """Parse the arguments and run the command they name."""
     command, rest = split(argv)
-    parser = parser_for(command)
-    # A prompt's words may sit on both sides of an option: hermes why -m gpt-4o is the sky blue
-    parsed = parser.parse_intermixed_args(rest) if command == "ask" else parser.parse_args(rest)
-    args = _valid_text(parsed)
+    args = _valid_text(parse(command, rest))
     _setup_logging(getattr(args, "verbose", False))
     return _command(command)(args)
 

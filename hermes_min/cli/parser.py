@@ -86,16 +86,37 @@ def split(argv: Sequence[str]) -> tuple[str, list[str]]:
     head = argv[: argv.index("--")] if "--" in argv else argv
     if not any(token in COMMANDS for token in head):
         return "ask", argv  # the common case: a prompt, and no parser built to find out
-    # Which word is the command depends on which options take values (`-m chat models`), and
-    # `-n` takes one only in `history`: read the options as each command would.
-    for owner in ("ask", *COMMANDS):
-        index = _first_positional(argv, _arities(parser_for(owner)))
-        if index is None:
-            continue
-        word = argv[index]
-        if word in COMMANDS and owner in ("ask", word):
-            return word, _moved(word, argv[:index], argv[index + 1 :])
+    # Which word is the command depends on which options take values (`-m chat models`, `-s
+    # models hi`), and `-n` takes one only in `history`: read the options as each would.
+    ask = _grammar(parser_for("ask"))
+    words = _positionals(head, ask)
+    if words and head[words[0]] in COMMANDS:
+        return _named(argv, words[0])
+    if _first_unknown(head, ask) is None and not any(head[i] in COMMANDS for i in words):
+        return "ask", argv  # a prompt: no command word is where a command could stand
+    for owner in COMMANDS:
+        words = _positionals(head, _grammar(parser_for(owner)))
+        if words and head[words[0]] == owner:
+            return _named(argv, words[0])
+    # No reading fits: a command word that only options (and what may be their values)
+    # precede is the command, and its parser names the option it does not take.
+    for index, token in enumerate(head):
+        if token in COMMANDS and _only_options_before(head, index):
+            return _named(argv, index)
     return "ask", argv
+
+
+def _named(argv: list[str], index: int) -> tuple[str, list[str]]:
+    """The command at `argv[index]`, with the options before it moved after it."""
+    return argv[index], _moved(argv[index], argv[:index], argv[index + 1 :])
+
+
+def _only_options_before(tokens: list[str], index: int) -> bool:
+    """Whether each word before `tokens[index]` is an option or directly follows one."""
+    return all(
+        _is_option(token) or (at > 0 and _is_option(tokens[at - 1]))
+        for at, token in enumerate(tokens[:index])
+    )
 
 
 def _moved(command: str, before: list[str], rest: list[str]) -> list[str]:
@@ -120,17 +141,32 @@ def _moved(command: str, before: list[str], rest: list[str]) -> list[str]:
 
 def _check(leading: list[str], parser: argparse.ArgumentParser, name: str) -> None:
     """Refuse an option given before the command when the command does not take it."""
-    arities = _arities(parser)
+    unknown = _first_unknown(leading, _arities(parser))
+    if unknown is not None:
+        raise UsageError(f"{unknown} is not an option of {name} (see {name} -h)")
+
+
+def _first_unknown(tokens: list[str], arities: dict[str, int]) -> str | None:
+    """The first option in `tokens` that a parser with these `arities` does not take."""
     index = 0
-    while index < len(leading):
-        token = leading[index]
+    while index < len(tokens):
+        token = tokens[index]
         if not _is_option(token):
             index += 1
             continue
         unknown = _unknown(token, arities)
         if unknown is not None:
-            raise UsageError(f"{unknown} is not an option of {name} (see {name} -h)")
+            return unknown
         index += 1 + _values(token, arities)
+    return None
+
+
+def _grammar(parser: ArgumentParser) -> dict[str, int]:
+    """The options of a command and of all its actions (`telegram send`'s --chat-id)."""
+    arities = _arities(parser)
+    for action in parser.actions.values():
+        arities.update(_arities(action))
+    return arities
 
 
 def _arities(parser: argparse.ArgumentParser) -> dict[str, int]:
@@ -150,15 +186,37 @@ def _is_option(token: str) -> bool:
 
 def _first_positional(tokens: list[str], arities: dict[str, int]) -> int | None:
     """The index of the first word that is neither an option nor an option's value."""
-    index = 0
+    words = _positionals(tokens, arities)
+    return words[0] if words else None
+
+
+def _positionals(tokens: list[str], arities: dict[str, int]) -> list[int]:
+    """The indexes of the words that are neither options nor options' values, up to `--`."""
+    words, index = [], 0
     while index < len(tokens):
         token = tokens[index]
         if token == "--":
-            return None  # what follows is the prompt, whatever it says
-        if not _is_option(token):
-            return index
-        index += 1 + _values(token, arities)
-    return None
+            break  # what follows is the prompt, whatever it says
+        if _is_option(token):
+            index += 1 + _values(token, arities)
+        else:
+            words.append(index)
+            index += 1
+    return words
+
+
+def parse(command: str, rest: list[str]) -> argparse.Namespace:
+    """The arguments of `command`; a prompt's words may sit on both sides of an option
+    (hermes why -m gpt-4o is the sky blue), and whatever follows `--` is prompt."""
+    parser = parser_for(command)
+    if command != "ask":
+        return parser.parse_args(rest)
+    # parse_intermixed_args drops "--" and reads what follows it as options (every Python to
+    # 3.13): "--" ends the options (POSIX, Utility Syntax Guideline 10), so it is cut here.
+    cut = rest.index("--") if "--" in rest else len(rest)
+    args = parser.parse_intermixed_args(rest[:cut])
+    args.prompt = [*args.prompt, *rest[cut + 1 :]]
+    return args
 
 
 def _long(name: str, arities: dict[str, int]) -> str | None:
