@@ -32,8 +32,9 @@ _CONTEXT_FULL = (
     "input is too long",
     "too many tokens",
 )
+# No 401 here: the client that sent the request says which key was refused, or that none
+# was sent (a generic list of key sources named some that never go to that endpoint).
 _HINTS = {
-    401: "check the API key (provider.api_key, OPENAI_API_KEY or --api-key)",
     403: "the key is not allowed to use this model or endpoint",
     404: "check the base URL and the model name",
 }

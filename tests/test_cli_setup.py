@@ -80,6 +80,8 @@ def test_a_401_names_where_the_key_came_from(server, capsys, monkeypatch, tmp_pa
     line = one_line(err)
     assert code == 1 and "refused the API key from" in line and source in line
     assert "HTTP 401" in line and KEY not in out + err
+    others = [n for n in ("OPENAI_API_KEY", "--api-key", "provider.api_key") if n not in source]
+    assert not [name for name in others if name in line], line  # only the key that was sent
 
 
 def test_a_401_without_a_key_says_none_was_sent_and_why(server, capsys, monkeypatch):
@@ -88,6 +90,7 @@ def test_a_401_without_a_key_says_none_was_sent_and_why(server, capsys, monkeypa
     code, _, err = run(capsys, "--base-url", server.url, "-m", "m", "hi")
     line = one_line(err)
     assert code == 1 and "none was sent" in line and "OPENAI_API_KEY is set, but" in line
+    assert "check the API key" not in line  # no key to check: it says what to set instead
     assert authorization(server) is None and KEY not in err
 
 
