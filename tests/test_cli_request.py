@@ -13,7 +13,7 @@ import pytest
 
 from tests.fake_botapi import FakeBotAPI
 from tests.helpers import FakeTTY, one_line, run
-from tests.sse_server import Reply, answer
+from tests.sse_server import Reply, answer, chunk, sse
 
 USAGE = {
     "prompt_tokens": 12,
@@ -124,6 +124,38 @@ def test_usage_when_the_server_reports_none(server, capsys):
     server.reply(Reply(parts=answer("ok")))
     code, _, err = run(capsys, "--usage", "hi")
     assert code == 0 and "usage: the server reported no token counts" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(
+            parts=[b'{"error": {"message": "no such model"}}'],
+            status=404,
+            content_type="application/json",
+            framing="length",
+        ),
+        Reply(parts=[sse(chunk("cut "), done=False)], framing="close"),  # the stream breaks
+    ],
+    ids=["404", "broken"],
+)
+def test_a_failed_answer_is_one_line_even_with_usage(server, capsys, reply):
+    """-u reports an answer: a request that failed says only why (one line, as always)."""
+    server.reply(reply)
+    code, _, err = run(capsys, "-u", "hi")
+    assert code == 1 and "usage:" not in one_line(err)
+
+
+def test_usage_in_chat_only_after_an_answer(server, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\n"))
+    refused = Reply(
+        parts=[b'{"error": {"message": "no"}}'], status=400, content_type="application/json"
+    )
+    server.reply(refused, Reply(parts=answer("b", usage=USAGE)))
+    code, out, err = run(capsys, "chat", "-u")
+    lines = err.splitlines()
+    assert (code, out) == (0, "b\n") and len(lines) == 2, err
+    assert "HTTP 400" in lines[0] and _LINE.match(lines[1]), err  # the failure, then b's usage
 
 
 def test_usage_in_chat_after_each_answer(server, capsys, monkeypatch):

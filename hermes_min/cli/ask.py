@@ -246,7 +246,8 @@ class _Report:
         """Say it (once) and return the exit code."""
         if self.quiet:
             return self.code
-        if self.usage and self.clock is not None:
+        if self.usage and self.clock is not None and self.error is None:
+            # After an answer only: a failed run says one line, why it failed.
             detail = self.message.usage if self.single_response else None
             say(usage_line(self.totals or self.message.usage, detail, self.clock))
         if self.json:

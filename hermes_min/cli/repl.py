@@ -242,8 +242,8 @@ class Repl:
         """-u: the answer's tokens and speed (details only for a one-response turn)."""
         try:
             message = turn.result()
-        except StreamError as error:
-            message = error.partial
+        except StreamError:
+            return  # after an answer only: the failure's own line says what happened
         rounds = sum(1 for m in turn.new_messages if m.get("role") == "assistant")
         last = message.usage if message is not None and rounds <= 1 else None
         self._say(f"hermes: {usage_line(turn.usage or last, last, clock)}")
