@@ -159,7 +159,9 @@ def test_config_init_never_overwrites(capsys, tmp_path):
 def test_the_written_template_is_valid_and_still_asks_for_an_endpoint(capsys, tmp_path):
     assert run(capsys, "config", "init")[0] == 0
     code, _, err = run(capsys, "hi")
-    assert code == 2 and "hermes config init" in one_line(err)
+    line = one_line(err)
+    assert code == 2 and f"set provider.base_url in {config_file(tmp_path)}" in line
+    assert "config init" not in line  # it exists already: init would refuse
 
 
 def test_the_template_in_the_package_is_the_repository_s_config():

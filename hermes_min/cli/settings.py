@@ -56,10 +56,16 @@ def require_endpoint(config: Config, args: argparse.Namespace) -> None:
     if "provider.base_url" in config.origins or config.provider.api_key:
         return
     path, _ = config_path(getattr(args, "config", None), os.environ)
+    # A file that exists (config init wrote it, or one of its own) needs editing, not writing.
+    file = (
+        f"set provider.base_url in {path}"
+        if config.source
+        else f"run `hermes config init` to write {path} and edit it"
+    )
     raise ConfigError(
         "no endpoint or API key is set: pass --base-url URL (a local server needs no key) "
         "and/or --api-key KEY, or set HERMES_BASE_URL and HERMES_API_KEY (OPENAI_API_KEY for "
-        f"OpenAI's API), or run `hermes config init` to write {path} and edit it",
+        f"OpenAI's API), or {file}",
         "provider.base_url",
         config.source,
     )
