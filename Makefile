@@ -1,6 +1,7 @@
 # make pyz | test | lint | bench | stress-test   (run from the repository root)
 #
 # stress-test: the suite 5 times in a row (stops at a failure) under two busy loops, .venv then .venv39
+# (VENV=path/bin to use another interpreter's venv for the first five)
 #
 # pyz: dist/hermes.pyz, one file that runs with any CPython 3.9+ (tools/build_pyz.py; needs
 # pip and the package index). Its .pyc files are for the CPython that builds it:
