@@ -102,7 +102,8 @@ def test_a_long_poll_never_holds_its_lock_past_max_seconds(bot: Bot, fake, serve
     assert answers(fake, ALICE) == [f"Streaming\n\n{CUT}"] and not cutoff_threads()
 
 
-def test_a_tool_that_runs_past_the_bound_is_cut_too(bot: Bot, fake, server, tmp_path):
+@pytest.mark.parametrize("before", ["", "Let me wait. "])
+def test_a_tool_that_runs_past_the_bound_is_cut_too(bot: Bot, fake, server, tmp_path, before):
     tools = tmp_path / "slowtools.py"
     tools.write_text(
         "import threading\n\n"
@@ -115,7 +116,10 @@ def test_a_tool_that_runs_past_the_bound_is_cut_too(bot: Bot, fake, server, tmp_
     bot.configure("  answer_timeout: 1\n", top="tools: ['slowtools:wait_forever']\n")
     call = {"index": 0, "id": "c1", "type": "function"}
     call["function"] = {"name": "wait_forever", "arguments": "{}"}
-    server.reply(ModelReply(parts=[sse(chunk(tool_calls=[call]), chunk(finish="tool_calls"))]))
+    said = [chunk(before)] if before else []
+    server.reply(
+        ModelReply(parts=[sse(*said, chunk(tool_calls=[call]), chunk(finish="tool_calls"))])
+    )
     fake.queue_text(ALICE, "use the tool")
     sys.path.insert(0, str(tmp_path))
     try:
@@ -124,7 +128,11 @@ def test_a_tool_that_runs_past_the_bound_is_cut_too(bot: Bot, fake, server, tmp_
     finally:
         sys.path.remove(str(tmp_path))
     assert time.monotonic() - started < 30
-    assert answers(fake, ALICE)[-1].endswith("the answer took too long]")
+    said = answers(fake, ALICE)
+    assert said[-1].endswith("the answer took too long]")
+    if before:  # what was said before the tool call reached the chat once, not again
+        assert said[0] == before.strip() and said[-1] == CUT, said
+        assert sum(before.strip() in text for text in said) == 1, said
 
 
 # ---------------------------------------------------------------------------- the timer

@@ -121,6 +121,7 @@ class TelegramStreamer:
         self._cond = threading.Condition()
         self._text = ""
         self._segments: list[str] = []  # texts that ended at a tool call, not yet delivered
+        self._broke = False  # a segment ended at a tool call: earlier text has its own message
         self._notes: list[ToolProgress] = []  # tool progress not yet shown
         self._progress: dict[str, str] = {}  # call id -> its line in the progress message
         self._progress_id: int | None = None  # one progress message per segment, edited
@@ -146,6 +147,7 @@ class TelegramStreamer:
             elif isinstance(event, SegmentBreak):
                 self._segments.append(self._text)  # delivered as its own message
                 self._text = ""
+                self._broke = True
             elif isinstance(event, ToolProgress) and self._tool_progress:
                 self._notes.append(event)
             else:
@@ -405,7 +407,8 @@ class TelegramStreamer:
     def _finish(self, end: object) -> None:
         with self._cond:
             cut = self._cut_reason if isinstance(end, Failed) else None
-        content, complete = _final_text(end, self._text, cut)
+            broke = self._broke
+        content, complete = _final_text(end, self._text, cut, after_break=broke)
         self.delivery.answer_complete = complete
         if isinstance(end, Failed):
             self.delivery.model_error = cut or end.error.message
@@ -664,20 +667,25 @@ def _ending(answer: Answer) -> Failed:
     return Failed(StreamError("interrupted", "interrupted"))
 
 
-def _final_text(end: object, streamed: str, cut: str | None = None) -> tuple[str, bool]:
+def _final_text(
+    end: object, streamed: str, cut: str | None = None, *, after_break: bool = False
+) -> tuple[str, bool]:
     """The final message's Markdown, and whether it is the whole answer."""
     if isinstance(end, Done):
         return _done_text(end.message), True
     if isinstance(end, Failed):
         partial = end.error.partial
-        text = partial.content if partial is not None else streamed
+        # After a tool call the partial may be the message that called it, whose text the
+        # chat already has: only this segment's own text belongs in the final.
+        text = streamed if after_break or partial is None else partial.content
         # The chat gets a short reason; the details (URLs, provider messages) go to the
         # operator, through Delivery.model_error.
         reason = cut or _CHAT_REASONS.get(end.error.kind, "the model stopped with an error")
     else:
         text, reason = streamed, "stopped"
     if not text.strip():
-        return f"[no answer: {reason}]", False
+        said = "answer cut off" if after_break else "no answer"  # or earlier text was shown
+        return f"[{said}: {reason}]", False
     return f"{text.rstrip()}\n\n[answer cut off: {reason}]", False
 
 
