@@ -218,10 +218,41 @@ def test_verbose_says_one_line_per_answer_and_never_its_text(bot: Bot, fake, ser
     fake.queue_text(ALICE, "a secret question")
     with caplog.at_level(logging.INFO, logger="hermes_min"):
         assert bot("-v") == 0
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("chat ")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("hermes_min.telegram")]
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"chat {ALICE}: 21 tokens in, 7 out, ")
     assert lines[0].endswith(" s, answered")
+    assert "secret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "reply, outcome",
+    [
+        (  # a refusal that echoes the prompt
+            ModelReply(
+                parts=[b'{"error": {"message": "Invalid prompt: a secret question"}}'],
+                status=400,
+                content_type="application/json",
+                framing="length",
+            ),
+            "not answered (http_error 400)",
+        ),
+        (  # an event whose JSON breaks inside the answer's text
+            ModelReply(parts=[b'data: {"choices":[{"delta":{"content":"a secret answer\n\n']),
+            "not answered (invalid_json)",
+        ),
+    ],
+    ids=["refused", "broken"],
+)
+def test_verbose_says_one_line_for_a_failed_answer_and_never_its_text(
+    bot: Bot, fake, server, caplog, reply, outcome
+):
+    server.reply(reply)
+    fake.queue_text(ALICE, "a secret question")
+    with caplog.at_level(logging.INFO, logger="hermes_min.telegram"):
+        assert bot("-v") == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].endswith(f" s, {outcome}"), lines
     assert "secret" not in caplog.text
 
 

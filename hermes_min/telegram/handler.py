@@ -217,8 +217,7 @@ class Handler:
         if model_error.outage:
             return self._outage(update, message, streamer, str(model_error))
         # A refusal or a reply that makes no sense: asking again gets the same. Say so, and
-        # let the next messages through.
-        log.warning("update %s: %s", update.update_id, model_error)
+        # let the next messages through (the answer's log line says which kind it was).
         self._say(message, _REFUSED)
         return self._record(update, conversation, turn, delivery)
 
@@ -232,7 +231,8 @@ class Handler:
         if tries < MAX_TRIES:
             self.reason = reason
             return "retry"
-        log.warning("update %s: gave up after %d tries: %s", update.update_id, tries, reason)
+        # Not the reason's text: a 5xx body can quote the prompt. The answer's line has its kind.
+        log.warning("update %s: gave up after %d tries, apologising", update.update_id, tries)
         if not self._say(message, _SORRY):
             self.reason = f"{reason}; the apology did not get through either"
             return "retry"  # the user must hear something: the next run says it again
@@ -253,11 +253,7 @@ class Handler:
             except ValueError as error:  # a turn the store refuses: the answer still counts
                 log.warning("update %s: the turn is not saved: %s", update.update_id, error)
 
-        self._commit(update, save)
-        if delivery.complete:
-            log.info("answered update %s in chat %s", update.update_id, conversation.key)
-        else:
-            log.warning("update %s: %s", update.update_id, delivery.describe())
+        self._commit(update, save)  # how it went: the answer's one log line (_log_answer)
         return "done"
 
     # ---------------------------------------------------------------- recording
@@ -341,18 +337,21 @@ class Handler:
 def _log_answer(
     message: Incoming, turn: Turn, delivery: Delivery, outcome: str, seconds: float
 ) -> None:
-    """The operator's one line per answer (-v): chat, tokens, seconds, outcome; never text."""
+    """The operator's one line per answer (-v; without -v, when it was not answered whole):
+    chat, tokens, seconds, outcome. Never text: error messages can quote the prompt or the
+    answer (a server echoing it, a broken chunk), so only their kinds are named."""
     usage = turn.usage or {}
-    error = _turn_error(turn)
+    why = _kinds(_turn_error(turn), delivery.error)
     if outcome == "retry":
-        how = "left for a later try"
+        how = f"left for a later try ({why})"
     elif delivery.complete:
         how = "answered"
     elif delivery.parts_sent:
-        how = f"delivered cut ({error.kind if error else 'not all parts sent'})"
+        how = f"delivered {delivery.parts_sent} of {delivery.parts_total} part(s), cut ({why})"
     else:
-        how = f"not answered ({error.kind if error else 'not delivered'})"
-    log.info(
+        how = f"not answered ({why})"
+    log.log(
+        logging.INFO if delivery.complete else logging.WARNING,
         "chat %s: %s tokens in, %s out, %.1f s, %s",
         message.chat_id,
         usage.get("prompt_tokens", "?"),
@@ -360,6 +359,16 @@ def _log_answer(
         seconds,
         how,
     )
+
+
+def _kinds(model: StreamError | None, telegram: TelegramError | None) -> str:
+    """What went wrong, by kind only: "http_error 400", "telegram rate_limited"."""
+    said = []
+    if model is not None:
+        said.append(f"{model.kind} {model.status}" if model.status else model.kind)
+    if telegram is not None:
+        said.append(f"telegram {telegram.kind}")
+    return ", ".join(said) or "not delivered"
 
 
 def _turn_error(turn: Turn) -> StreamError | None:
