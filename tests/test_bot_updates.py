@@ -274,3 +274,11 @@ def test_a_get_me_reply_that_is_no_bot_is_a_retry_later(bot, fake, capsys, resul
     assert bot() == 75
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "getMe" in err
+
+
+def test_whoami_tells_how_to_allow_a_message_sent_on_behalf_of_a_chat(bot, fake, capsys):
+    """Only telegram.allowed_chats can allow it: it has no user to put in allowed_users."""
+    fake.queue_update(anonymous(GROUP, {"id": GROUP, "type": "supergroup", "title": "G"}))
+    assert main(["telegram", "whoami", "--config", str(bot.config)]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.endswith(f"not answered (add {GROUP} to telegram.allowed_chats)"), line

@@ -88,6 +88,17 @@ def test_options_before_telegram_poll_reach_poll(capsys, tmp_path, monkeypatch):
         bot.assert_clean()
 
 
+@pytest.mark.parametrize("action", ["whoami", "setup"])
+def test_every_telegram_action_takes_verbose(capsys, tmp_path, monkeypatch, action):
+    with FakeBotAPI() as bot:
+        path = tmp_path / "config.yaml"
+        path.write_text(f"telegram:\n  api_base: {bot.api_base}\n")
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bot.token)
+        code, _, err = run(capsys, "-v", "--config", str(path), "telegram", action)
+        assert code == 0, err
+        bot.assert_clean()
+
+
 @pytest.mark.parametrize(
     "argv, system, prompt",
     [

@@ -436,7 +436,7 @@ def _telegram_parser() -> ArgumentParser:
     )
     whoami.error = parser.error  # type: ignore[method-assign]
     parser.actions["whoami"] = whoami
-    whoami.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    _common_flags(whoami)
     setup = commands.add_parser(
         "setup",
         help="register the bot's commands, so Telegram's menu shows them",
@@ -445,7 +445,7 @@ def _telegram_parser() -> ArgumentParser:
     )
     setup.error = parser.error  # type: ignore[method-assign]
     parser.actions["setup"] = setup
-    setup.add_argument("--config", help="config file (default $HERMES_CONFIG, then XDG)")
+    _common_flags(setup)
     return parser
 
 

@@ -318,11 +318,12 @@ def explain(config: Config, message: Incoming) -> str:
         allowed = f"answered (user {message.sender_id} is in telegram.allowed_users)"
     elif message.chat_id in t.allowed_chats:
         allowed = f"answered (chat {message.chat_id} is in telegram.allowed_chats)"
+    elif message.sender_id is None:  # sent on behalf of a chat: only the chat can allow it
+        return f"not answered (add {message.chat_id} to telegram.allowed_chats)"
     else:
-        who = message.sender_id if message.sender_id is not None else message.chat_id
         return (
-            f"not answered (add {who} to telegram.allowed_users, or {message.chat_id} to "
-            "telegram.allowed_chats)"
+            f"not answered (add {message.sender_id} to telegram.allowed_users, or "
+            f"{message.chat_id} to telegram.allowed_chats)"
         )
     if message.chat_type in ("group", "supergroup") and t.group_mode == "mention":
         allowed += "; in this group only when mentioned, replied to, or given a command"
