@@ -100,6 +100,7 @@ def test_without_a_list_model_says_it_is_off_and_help_leaves_it_out(bot: Bot, fa
     off, help_ = answers(fake, ALICE)
     assert "switching is off" in off and not server.requests
     assert "/new" in help_ and "/system" in help_ and "/model" not in help_
+    assert "/start" in help_  # it works (Telegram sends it first), so it is listed
 
 
 def test_help_lists_model_when_models_are_offered(bot: Bot, fake, server):

@@ -60,7 +60,10 @@ class Commands:
 
     def _help(self) -> str:
         lines = ["Send me a message and I will answer it."]
-        lines += [f"/{name}: {text}" for name, text in menu(self.config)]
+        # /start (what Telegram sends when someone opens the bot) works too; the menu leaves
+        # it out, as Telegram's own clients show a Start button instead.
+        shown = {"help": "/help, /start"}
+        lines += [f"{shown.get(name, '/' + name)}: {text}" for name, text in menu(self.config)]
         return "\n".join(lines)
 
     def _reset(self, message: Incoming) -> Callable[[], None]:
