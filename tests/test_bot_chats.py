@@ -103,6 +103,19 @@ def test_without_a_list_model_says_it_is_off_and_help_leaves_it_out(bot: Bot, fa
     assert "/start" in help_  # it works (Telegram sends it first), so it is listed
 
 
+def test_model_names_the_server_s_model_when_none_is_configured(bot: Bot, fake, server):
+    bot.config.write_text(bot.config.read_text().replace("  model: m\n", ""))
+    listing = ModelReply(
+        parts=[b'{"data": [{"id": "local-llm"}]}'],
+        content_type="application/json",
+        framing="length",
+    )
+    server.reply(listing)
+    fake.queue_text(ALICE, "/model")
+    assert bot() == 0
+    assert answers(fake, ALICE) == ["This chat uses local-llm; switching is off."]
+
+
 def test_help_lists_model_when_models_are_offered(bot: Bot, fake, server):
     configure(bot, "  models: [small]\n")
     fake.queue_text(ALICE, "/help")

@@ -93,6 +93,8 @@ class Handler:
             return self._commit(update)  # /start@other_bot: not ours, whatever group_mode says
         command = self.access.command(message.text)
         if command:
+            if command == "/model" and self._default_model() is None:
+                self._agent_or_retry()  # learns the server's model, to name it (or stays None)
             model = self.settings.model(message, self._default_model())
             argument = self.access.argument(message.text)
             reply = self.commands.reply(command, argument, message, model)
