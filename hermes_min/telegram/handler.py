@@ -339,9 +339,9 @@ class Handler:
 def _log_answer(
     message: Incoming, turn: Turn, delivery: Delivery, outcome: str, seconds: float
 ) -> None:
-    """The operator's one line per answer (-v; without -v, when it was not answered whole):
-    chat, tokens, seconds, outcome. Never text: error messages can quote the prompt or the
-    answer (a server echoing it, a broken chunk), so only their kinds are named."""
+    """The operator's one line per answer (-v): chat, tokens, seconds, outcome. Never text:
+    error messages can quote the prompt or the answer (a server echoing it, a broken chunk),
+    so only their kinds are named."""
     usage = turn.usage or {}
     why = _kinds(_turn_error(turn), delivery.error)
     if outcome == "retry":
@@ -352,8 +352,7 @@ def _log_answer(
         how = f"delivered {delivery.parts_sent} of {delivery.parts_total} part(s), cut ({why})"
     else:
         how = f"not answered ({why})"
-    log.log(
-        logging.INFO if delivery.complete else logging.WARNING,
+    log.info(  # -v only: a cron run's stderr is one line, the run's (what a human must do)
         "chat %s: %s tokens in, %s out, %.1f s, %s",
         message.chat_id,
         usage.get("prompt_tokens", "?"),
