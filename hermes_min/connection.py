@@ -52,14 +52,34 @@ class SocketSlot:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
+        # A duplicate of the TCP socket while TLS is negotiated: wrapping a socket in TLS
+        # detaches the original object, whose shutdown() then reaches nothing.
+        self._connecting: socket.socket | None = None
         self.aborted = False
+
+    def hold_connecting(self, sock: socket.socket) -> None:
+        """Remember a socket that is connected but not yet in use (a TLS handshake next)."""
+        with self._lock:
+            self._close_connecting()
+            try:
+                self._connecting = sock.dup()
+            except OSError:
+                return  # closed already: nothing left to shut
+            if self.aborted:
+                _shutdown(self._connecting)
 
     def hold(self, sock: socket.socket | None) -> None:
         """Remember the request's socket (shut it at once if abort came first)."""
         with self._lock:
             self._sock = sock
+            self._close_connecting()
             if self.aborted:
                 _shutdown(sock)
+
+    def settle(self) -> None:
+        """The request was sent (or failed): no handshake is left to interrupt."""
+        with self._lock:
+            self._close_connecting()
 
     def abort(self) -> bool:
         """Shut the socket down (a read blocked in another thread returns at once); whether
@@ -67,7 +87,13 @@ class SocketSlot:
         with self._lock:
             self.aborted = True
             _shutdown(self._sock)
-            return self._sock is not None
+            _shutdown(self._connecting)
+            return self._sock is not None or self._connecting is not None
+
+    def _close_connecting(self) -> None:
+        if self._connecting is not None:
+            self._connecting.close()
+            self._connecting = None
 
 
 class Deadline:
@@ -123,7 +149,7 @@ class _Tracking:
         sock = super()._new_conn()  # type: ignore[misc]
         slot = getattr(self.slots, "slot", None)
         if slot is not None:
-            slot.hold(sock)
+            slot.hold_connecting(sock)
         return sock
 
     def connect(self) -> None:
@@ -246,6 +272,8 @@ class HttpSession:
             raise self._translate(exc, url, before_response=True) from None
         finally:
             self._slots.slot = None
+            if slot is not None:
+                slot.settle()
 
     def reads(self, response: requests.Response) -> Iterator[bytes]:
         """The body as it arrives: each read returns whatever is there, chunked or not."""

@@ -602,6 +602,9 @@ def test_interrupt_during_the_tls_handshake_ends_the_stream_at_once():
             while not accepted and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert accepted, "the client never connected"
+            conn = accepted[0][0]
+            conn.settimeout(20)
+            assert conn.recv(1) == b"\x16"  # its ClientHello: it waits in the handshake now
             stream.interrupt()
             assert stream.join(10), "the stream was still in the handshake 10 s after interrupt()"
     finally:
